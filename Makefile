@@ -1,0 +1,46 @@
+# One entry point for everything: `make run` starts the gateway, `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PROTOS := $(wildcard protos/partner_gateway/v1/*.proto)
+
+.PHONY: dev proto proto-check run test test-all lint bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+dev: $(VENV)/.installed
+
+# Generated code lives in partner_gateway/ (committed; linters skip it).
+proto: dev
+	PATH=$(BIN):$$PATH $(PY) -m grpc_tools.protoc -I protos \
+	  --python_out=. --mypy_out=. --grpc_python_out=. --mypy_grpc_out=. $(PROTOS)
+	touch partner_gateway/__init__.py partner_gateway/v1/__init__.py partner_gateway/py.typed
+
+# Fails if the committed generated code differs from what protos/ generates.
+proto-check: proto
+	git diff --exit-code -- partner_gateway/
+
+run: proto
+	$(BIN)/share-gateway serve
+
+test: proto
+	$(BIN)/share-gateway policy test
+	$(PY) -m pytest
+
+test-all: proto
+	$(BIN)/share-gateway policy test
+	$(PY) -m pytest -m "slow or not slow"
+
+lint: dev
+	$(BIN)/ruff check gateway ledger tests bench
+	$(BIN)/ruff format --check gateway ledger tests bench
+	$(BIN)/mypy gateway ledger
+
+bench: dev
+	$(PY) -m bench.run

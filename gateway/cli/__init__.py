@@ -1,0 +1,21 @@
+"""The ``share-gateway`` command line: one Typer app, one sub-app per domain."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli.serve import serve
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Partner data-sharing gateway.")
+app.command()(serve)
+
+# Sub-apps, one per domain (each module defines ``app``).
+from gateway.cli import policy as _policy  # noqa: E402
+from ledger import cli as _ledger  # noqa: E402
+
+app.add_typer(_policy.app, name="policy", help="Policy bundle: tests, revision, evaluation.")
+app.add_typer(_ledger.app, name="ledger", help="Audit ledger: verification and checkpoints.")
+
+
+def main() -> None:
+    app()

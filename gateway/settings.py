@@ -1,0 +1,164 @@
+"""Typed, explicit settings.
+
+Built once by ``Settings.load`` from an optional TOML file and ``SHARE_GATEWAY_*`` environment
+variables (nested fields with ``__``, e.g. ``SHARE_GATEWAY_POLICY__OPA_URL``), validated at
+start with errors that name the bad field, then passed into keyword-only constructors. Nothing
+reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+
+ENV_PREFIX = "SHARE_GATEWAY_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TLSSettings(_Section):
+    """Transport security of the listener (issue 5)."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # CA that issues client certificates; set => mTLS is offered and checked.
+    client_ca_file: Path | None = None
+    require_client_cert: bool = False
+
+
+class LimitsSettings(_Section):
+    """Input limits: each breach is INVALID_ARGUMENT or RESOURCE_EXHAUSTED, never a crash."""
+
+    max_message_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    max_records_per_request: int = Field(default=5_000, gt=0)
+    max_records_per_stream: int = Field(default=1_000_000, gt=0)
+    max_fields_per_record: int = Field(default=64, gt=0)
+    max_field_value_bytes: int = Field(default=4_096, gt=0)
+    max_concurrent_rpcs: int = Field(default=256, gt=0)
+
+
+class PolicySettings(_Section):
+    """Where policies come from and which engine evaluates them."""
+
+    dir: Path = REPO_ROOT / "policies_rego"
+    # Set => decisions come from this OPA server's Data API instead of the embedded engine.
+    opa_url: str | None = None
+    opa_timeout_s: float = Field(default=1.0, gt=0)
+    # Reload policies when their files change (polling interval, seconds; 0 disables).
+    watch_interval_s: float = Field(default=2.0, ge=0)
+
+    @field_validator("opa_url")
+    @classmethod
+    def _opa_url_is_http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
+class LedgerSettings(_Section):
+    """Audit ledger storage."""
+
+    # SQLAlchemy URL; None => SQLite file under data_dir. PostgreSQL: postgresql+psycopg://...
+    url: str | None = None
+    origin: str = "share-gateway.local/audit-ledger"
+    # Group commit: at most this many entries per transaction.
+    max_batch: int = Field(default=1_000, gt=0)
+    # Appends waiting beyond this many are refused (pushback), never dropped.
+    max_pending: int = Field(default=50_000, gt=0)
+
+
+class Settings(_Section):
+    """All settings of one gateway process."""
+
+    listen: str = "127.0.0.1:50051"
+    data_dir: Path = Path(".data")
+    # Serve without TLS. Allowed only when ``listen`` is a loopback address.
+    plaintext: bool = False
+    # Readable registry seed loaded at start when the registry is empty (demo partners etc.).
+    seed_file: Path | None = REPO_ROOT / "gateway" / "demo" / "registry.toml"
+    # Bearer tokens file (issue 5): role and principal per token hash.
+    tokens_file: Path | None = None
+    log_level: str = "info"
+    log_json: bool = True
+    grace_period_s: float = Field(default=5.0, ge=0)
+    worker_threads: int = Field(default=16, gt=0)
+    # k for R16 comes from policy data; this is only the gateway side.
+    tls: TLSSettings = TLSSettings()
+    limits: LimitsSettings = LimitsSettings()
+    policy: PolicySettings = PolicySettings()
+    ledger: LedgerSettings = LedgerSettings()
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_has_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
+        return v
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def ledger_url(self) -> str:
+        return self.ledger.url or f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+
+    @classmethod
+    def load(
+        cls,
+        path: Path | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Build settings from a TOML file, then environment, then explicit overrides.
+
+        Raises:
+            ConfigError: naming the first invalid field, e.g. ``ledger.max_batch``.
+        """
+        raw: dict[str, Any] = {}
+        if path is not None:
+            try:
+                raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"cannot read settings file {path}: {e}") from e
+        _merge(raw, _from_env(os.environ if env is None else env))
+        _merge(raw, dict(overrides or {}))
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "<root>"
+            raise ConfigError(f"invalid setting {field}: {first['msg']}") from e
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX) :].lower().split("__")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
