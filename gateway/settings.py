@@ -31,9 +31,11 @@ class TLSSettings(_Section):
 
     cert_file: Path | None = None
     key_file: Path | None = None
-    # CA that issues client certificates; set => mTLS is offered and checked.
+    # CA that issues client certificates; set => mTLS (needs require_client_cert = true).
     client_ca_file: Path | None = None
     require_client_cert: bool = False
+    # SPIFFE trust domain of client certificates: SAN URI spiffe://<trust_domain>/<kind>/<name>.
+    trust_domain: str = "share-gateway.local"
 
 
 class LimitsSettings(_Section):

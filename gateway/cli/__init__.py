@@ -10,11 +10,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Partner data
 app.command()(serve)
 
 # Sub-apps, one per domain (each module defines ``app``).
+from gateway.cli import certs as _certs  # noqa: E402
 from gateway.cli import policy as _policy  # noqa: E402
 from ledger import cli as _ledger  # noqa: E402
 
 app.add_typer(_policy.app, name="policy", help="Policy bundle: tests, revision, evaluation.")
 app.add_typer(_ledger.app, name="ledger", help="Audit ledger: verification and checkpoints.")
+app.add_typer(_certs.app, name="certs", help="Dev CA, client certificates and bearer tokens.")
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/admin.proto\x12\x12partner_gateway.v1\"\xa7\x02\n\x07Partner\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.partner_gateway.v1.RecipientKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x1a\n\x12\x61greement_purposes\x18\x06 \x03(\t\x12\x1c\n\x14\x61greement_categories\x18\x07 \x03(\t\x12\x19\n\x11\x61greement_expires\x18\x08 \x01(\t\x12\x1e\n\x16\x61greement_binds_policy\x18\t \x01(\x08\x12\x1f\n\x17security_review_expires\x18\n \x01(\t\x12\x13\n\x0b\x64pa_expires\x18\x0b \x01(\t\"\x90\x01\n\x0cRecordSchema\x12\x13\n\x0brecord_type\x18\x01 \x01(\t\x12<\n\x06\x66ields\x18\x02 \x03(\x0b\x32,.partner_gateway.v1.RecordSchema.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x07\x43onsent\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"\xe9\x01\n\x0cSubjectFacts\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nbirth_date\x18\x02 \x01(\t\x12\x18\n\x10guardian_consent\x18\x03 \x01(\x08\x12\x12\n\nad_opt_out\x18\x04 \x01(\x08\x12\x19\n\x11\x63onsent_withdrawn\x18\x05 \x01(\x08\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\x12 \n\x18\x63ross_border_transaction\x18\x07 \x01(\x08\x12-\n\x08\x63onsents\x18\x08 \x03(\x0b\x32\x1b.partner_gateway.v1.Consent\"D\n\x14UpsertPartnerRequest\x12,\n\x07partner\x18\x01 \x01(\x0b\x32\x1b.partner_gateway.v1.Partner\"G\n\x13UpsertSchemaRequest\x12\x30\n\x06schema\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.RecordSchema\"F\n\x11PutSubjectRequest\x12\x31\n\x07subject\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.SubjectFacts\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"S\n\x16WithdrawConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\"*\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\x15\n\x13ReloadPolicyRequest\"/\n\x14ReloadPolicyResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\"\x1b\n\x08\x41\x64minAck\x12\x0f\n\x07message\x18\x01 \x01(\t*\xdf\x01\n\rRecipientKind\x12\x1e\n\x1aRECIPIENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECIPIENT_KIND_AFFILIATE\x10\x01\x12\x1d\n\x19RECIPIENT_KIND_AD_PARTNER\x10\x02\x12\x19\n\x15RECIPIENT_KIND_VENDOR\x10\x03\x12\x1b\n\x17RECIPIENT_KIND_MERCHANT\x10\x04\x12\x1c\n\x18RECIPIENT_KIND_AUTHORITY\x10\x05\x12\x1b\n\x17RECIPIENT_KIND_ACQUIRER\x10\x06\x32\x88\x05\n\x0c\x41\x64minService\x12V\n\rUpsertPartner\x12(.partner_gateway.v1.UpsertPartnerRequest\x1a\x1b.partner_gateway.v1.Partner\x12Y\n\x0cUpsertSchema\x12\'.partner_gateway.v1.UpsertSchemaRequest\x1a .partner_gateway.v1.RecordSchema\x12U\n\nPutSubject\x12%.partner_gateway.v1.PutSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12U\n\nGetSubject\x12%.partner_gateway.v1.GetSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12[\n\x0fWithdrawConsent\x12*.partner_gateway.v1.WithdrawConsentRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12W\n\rDeleteSubject\x12(.partner_gateway.v1.DeleteSubjectRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12\x61\n\x0cReloadPolicy\x12\'.partner_gateway.v1.ReloadPolicyRequest\x1a(.partner_gateway.v1.ReloadPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/admin.proto\x12\x12partner_gateway.v1\"\xa7\x02\n\x07Partner\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.partner_gateway.v1.RecipientKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x1a\n\x12\x61greement_purposes\x18\x06 \x03(\t\x12\x1c\n\x14\x61greement_categories\x18\x07 \x03(\t\x12\x19\n\x11\x61greement_expires\x18\x08 \x01(\t\x12\x1e\n\x16\x61greement_binds_policy\x18\t \x01(\x08\x12\x1f\n\x17security_review_expires\x18\n \x01(\t\x12\x13\n\x0b\x64pa_expires\x18\x0b \x01(\t\"\x90\x01\n\x0cRecordSchema\x12\x13\n\x0brecord_type\x18\x01 \x01(\t\x12<\n\x06\x66ields\x18\x02 \x03(\x0b\x32,.partner_gateway.v1.RecordSchema.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x07\x43onsent\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"D\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ross_border\x18\x03 \x01(\x08\"\xf2\x01\n\x0cSubjectFacts\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nbirth_date\x18\x02 \x01(\t\x12\x18\n\x10guardian_consent\x18\x03 \x01(\x08\x12\x12\n\nad_opt_out\x18\x04 \x01(\x08\x12\x19\n\x11\x63onsent_withdrawn\x18\x05 \x01(\x08\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\x12-\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x1b.partner_gateway.v1.Consent\x12)\n\x06orders\x18\x08 \x03(\x0b\x32\x19.partner_gateway.v1.Order\"D\n\x14UpsertPartnerRequest\x12,\n\x07partner\x18\x01 \x01(\x0b\x32\x1b.partner_gateway.v1.Partner\"G\n\x13UpsertSchemaRequest\x12\x30\n\x06schema\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.RecordSchema\"F\n\x11PutSubjectRequest\x12\x31\n\x07subject\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.SubjectFacts\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"S\n\x16WithdrawConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\"*\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\x15\n\x13ReloadPolicyRequest\"/\n\x14ReloadPolicyResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\"\x1b\n\x08\x41\x64minAck\x12\x0f\n\x07message\x18\x01 \x01(\t*\xdf\x01\n\rRecipientKind\x12\x1e\n\x1aRECIPIENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECIPIENT_KIND_AFFILIATE\x10\x01\x12\x1d\n\x19RECIPIENT_KIND_AD_PARTNER\x10\x02\x12\x19\n\x15RECIPIENT_KIND_VENDOR\x10\x03\x12\x1b\n\x17RECIPIENT_KIND_MERCHANT\x10\x04\x12\x1c\n\x18RECIPIENT_KIND_AUTHORITY\x10\x05\x12\x1b\n\x17RECIPIENT_KIND_ACQUIRER\x10\x06\x32\x88\x05\n\x0c\x41\x64minService\x12V\n\rUpsertPartner\x12(.partner_gateway.v1.UpsertPartnerRequest\x1a\x1b.partner_gateway.v1.Partner\x12Y\n\x0cUpsertSchema\x12\'.partner_gateway.v1.UpsertSchemaRequest\x1a .partner_gateway.v1.RecordSchema\x12U\n\nPutSubject\x12%.partner_gateway.v1.PutSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12U\n\nGetSubject\x12%.partner_gateway.v1.GetSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12[\n\x0fWithdrawConsent\x12*.partner_gateway.v1.WithdrawConsentRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12W\n\rDeleteSubject\x12(.partner_gateway.v1.DeleteSubjectRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12\x61\n\x0cReloadPolicy\x12\'.partner_gateway.v1.ReloadPolicyRequest\x1a(.partner_gateway.v1.ReloadPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDSCHEMA_FIELDSENTRY']._loaded_options = None
   _globals['_RECORDSCHEMA_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_RECIPIENTKIND']._serialized_start=1307
-  _globals['_RECIPIENTKIND']._serialized_end=1530
+  _globals['_RECIPIENTKIND']._serialized_start=1386
+  _globals['_RECIPIENTKIND']._serialized_end=1609
   _globals['_PARTNER']._serialized_start=55
   _globals['_PARTNER']._serialized_end=350
   _globals['_RECORDSCHEMA']._serialized_start=353
@@ -43,26 +43,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDSCHEMA_FIELDSENTRY']._serialized_end=497
   _globals['_CONSENT']._serialized_start=499
   _globals['_CONSENT']._serialized_end=582
-  _globals['_SUBJECTFACTS']._serialized_start=585
-  _globals['_SUBJECTFACTS']._serialized_end=818
-  _globals['_UPSERTPARTNERREQUEST']._serialized_start=820
-  _globals['_UPSERTPARTNERREQUEST']._serialized_end=888
-  _globals['_UPSERTSCHEMAREQUEST']._serialized_start=890
-  _globals['_UPSERTSCHEMAREQUEST']._serialized_end=961
-  _globals['_PUTSUBJECTREQUEST']._serialized_start=963
-  _globals['_PUTSUBJECTREQUEST']._serialized_end=1033
-  _globals['_GETSUBJECTREQUEST']._serialized_start=1035
-  _globals['_GETSUBJECTREQUEST']._serialized_end=1074
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=1076
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=1159
-  _globals['_DELETESUBJECTREQUEST']._serialized_start=1161
-  _globals['_DELETESUBJECTREQUEST']._serialized_end=1203
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1205
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1226
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1228
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1275
-  _globals['_ADMINACK']._serialized_start=1277
-  _globals['_ADMINACK']._serialized_end=1304
-  _globals['_ADMINSERVICE']._serialized_start=1533
-  _globals['_ADMINSERVICE']._serialized_end=2181
+  _globals['_ORDER']._serialized_start=584
+  _globals['_ORDER']._serialized_end=652
+  _globals['_SUBJECTFACTS']._serialized_start=655
+  _globals['_SUBJECTFACTS']._serialized_end=897
+  _globals['_UPSERTPARTNERREQUEST']._serialized_start=899
+  _globals['_UPSERTPARTNERREQUEST']._serialized_end=967
+  _globals['_UPSERTSCHEMAREQUEST']._serialized_start=969
+  _globals['_UPSERTSCHEMAREQUEST']._serialized_end=1040
+  _globals['_PUTSUBJECTREQUEST']._serialized_start=1042
+  _globals['_PUTSUBJECTREQUEST']._serialized_end=1112
+  _globals['_GETSUBJECTREQUEST']._serialized_start=1114
+  _globals['_GETSUBJECTREQUEST']._serialized_end=1153
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=1155
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=1238
+  _globals['_DELETESUBJECTREQUEST']._serialized_start=1240
+  _globals['_DELETESUBJECTREQUEST']._serialized_end=1282
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1284
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1305
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1307
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1354
+  _globals['_ADMINACK']._serialized_start=1356
+  _globals['_ADMINACK']._serialized_end=1383
+  _globals['_ADMINSERVICE']._serialized_start=1612
+  _globals['_ADMINSERVICE']._serialized_end=2260
 # @@protoc_insertion_point(module_scope)

@@ -177,6 +177,35 @@ class Consent(_message.Message):
 Global___Consent: _TypeAlias = Consent  # noqa: Y015
 
 @_typing.final
+class Order(_message.Message):
+    """An order the subject placed; lets R6 (USER_INITIATED: transaction data to that order's
+    merchant) and R12 (a cross-border transaction the subject started) be decided.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    MERCHANT_ID_FIELD_NUMBER: _builtins.int
+    CROSS_BORDER_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    merchant_id: _builtins.str
+    cross_border: _builtins.bool
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        merchant_id: _builtins.str = ...,
+        cross_border: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cross_border", b"cross_border", "merchant_id", b"merchant_id", "order_id", b"order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Order: _TypeAlias = Order  # noqa: Y015
+
+@_typing.final
 class SubjectFacts(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -186,17 +215,19 @@ class SubjectFacts(_message.Message):
     AD_OPT_OUT_FIELD_NUMBER: _builtins.int
     CONSENT_WITHDRAWN_FIELD_NUMBER: _builtins.int
     ACCOUNT_DELETED_FIELD_NUMBER: _builtins.int
-    CROSS_BORDER_TRANSACTION_FIELD_NUMBER: _builtins.int
     CONSENTS_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
     birth_date: _builtins.str
+    """ISO date; the policy sees only the age in whole years (R11)."""
     guardian_consent: _builtins.bool
     ad_opt_out: _builtins.bool
     consent_withdrawn: _builtins.bool
     account_deleted: _builtins.bool
-    cross_border_transaction: _builtins.bool
     @_builtins.property
     def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]: ...
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
     def __init__(
         self,
         *,
@@ -206,12 +237,12 @@ class SubjectFacts(_message.Message):
         ad_opt_out: _builtins.bool = ...,
         consent_withdrawn: _builtins.bool = ...,
         account_deleted: _builtins.bool = ...,
-        cross_border_transaction: _builtins.bool = ...,
         consents: _abc.Iterable[Global___Consent] | None = ...,
+        orders: _abc.Iterable[Global___Order] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "ad_opt_out", b"ad_opt_out", "birth_date", b"birth_date", "consent_withdrawn", b"consent_withdrawn", "consents", b"consents", "cross_border_transaction", b"cross_border_transaction", "guardian_consent", b"guardian_consent", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "ad_opt_out", b"ad_opt_out", "birth_date", b"birth_date", "consent_withdrawn", b"consent_withdrawn", "consents", b"consents", "guardian_consent", b"guardian_consent", "orders", b"orders", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,167 @@
+"""Executing a policy decision's obligations: pure, total functions with no I/O.
+
+The policy decides *which* categories are dropped, pseudonymized or generalized (R4, R5,
+§三.(一).5.(1)); this module only carries that out on one record at a time. It keeps no list
+of identity fields of its own.
+
+Invariants (tested with Hypothesis):
+- no field whose category is dropped survives;
+- a pseudonymized value never appears in the output, and the pseudonym is stable per
+  (key, category, value) and differs between keys (two partners cannot join their data);
+- applying the same obligations to an already-transformed record changes nothing further
+  for dropped categories (removal is idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
+
+#: Category of the record's ``subject_id``; it always leaves as a per-partner pseudonym.
+SUBJECT_REF_CATEGORY = "user.account.id"
+
+_AGE_BANDS: tuple[tuple[int, str], ...] = (
+    (13, "0-13"),
+    (17, "14-17"),
+    (24, "18-24"),
+    (34, "25-34"),
+    (44, "35-44"),
+    (54, "45-54"),
+    (64, "55-64"),
+)
+
+
+class ObligationSet(Protocol):
+    """What to do with each category of one subject's records (``gateway.policy.Obligations``)."""
+
+    @property
+    def drop(self) -> frozenset[str]: ...
+    @property
+    def pseudonymize(self) -> frozenset[str]: ...
+    @property
+    def generalize(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Transformed:
+    """One record after enforcement, plus what happened to its categories."""
+
+    fields: dict[str, str]
+    disclosed: frozenset[str]
+    removed: frozenset[str]
+
+
+def pseudonym(key: bytes, category: str, value: str) -> str:
+    """Keyed pseudonym of ``value``: HMAC-SHA256(key, category ‖ 0x00 ‖ value), 128 bits, hex.
+
+    The category is part of the MAC input so equal values of different categories do not
+    match; the key is per partner so two partners' pseudonyms cannot be joined (R5).
+    """
+    mac = hmac.new(key, category.encode() + b"\x00" + value.encode(), hashlib.sha256)
+    return "ps_" + mac.hexdigest()[:32]
+
+
+def age_in_years(birth_date: str, today: date) -> int | None:
+    """Whole years between an ISO ``birth_date`` and ``today``; None if not a valid date."""
+    try:
+        born = date.fromisoformat(birth_date)
+    except ValueError:
+        return None
+    if born > today:
+        return None
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
+def age_band(birth_date: str, today: date) -> str | None:
+    """Generalize an ISO birth date to an age band at ``today`` (None if not a date)."""
+    age = age_in_years(birth_date, today)
+    if age is None:
+        return None
+    for upper, band in _AGE_BANDS:
+        if age <= upper:
+            return band
+    return "65+"
+
+
+def city(location: str, _today: date) -> str | None:
+    """Generalize a precise location ``City@lat,lng`` to ``City`` (None if it has no city)."""
+    name, sep, _coords = location.partition("@")
+    name = name.strip()
+    return name if sep and name else None
+
+
+#: Generalizer name (as the policy names it) -> (function, category of the output value).
+GENERALIZERS: Mapping[str, tuple[Callable[[str, date], str | None], str]] = {
+    "age_band": (age_band, "user.demographic.age_band"),
+    "city": (city, "user.location.city"),
+}
+
+
+def transform_record(
+    fields: Mapping[str, str],
+    schema: Mapping[str, str],
+    obligations: ObligationSet,
+    *,
+    key: bytes,
+    today: date,
+) -> Transformed:
+    """Apply ``obligations`` to one record's ``fields``.
+
+    Removal wins over every other obligation; an unknown generalizer or a value a generalizer
+    cannot handle removes the field (fail closed). A generalized value is written under the
+    generalizer's name (``birth_date`` -> ``age_band``).
+
+    Args:
+        fields: field name -> value, every name present in ``schema``.
+        schema: field name -> data category.
+        obligations: the decision's obligations for this record's subject.
+        key: the recipient's pseudonymization key.
+        today: reference date for generalizations.
+    """
+    out: dict[str, str] = {}
+    disclosed: set[str] = set()
+    removed: set[str] = set()
+    for name, value in fields.items():
+        category = schema[name]
+        if category in obligations.drop:
+            removed.add(category)
+        elif category in obligations.generalize:
+            removed.add(category)
+            generalizer = GENERALIZERS.get(obligations.generalize[category])
+            general = generalizer[0](value, today) if generalizer else None
+            if generalizer is not None and general is not None:
+                out[obligations.generalize[category]] = general
+                disclosed.add(generalizer[1])
+        elif category in obligations.pseudonymize:
+            out[name] = pseudonym(key, category, value)
+            disclosed.add(category)
+        else:
+            out[name] = value
+            disclosed.add(category)
+    return Transformed(fields=out, disclosed=frozenset(disclosed), removed=frozenset(removed))
+
+
+def subject_ref(key: bytes, subject_id: str) -> str:
+    """The per-partner reference that replaces a record's subject id in every disclosure."""
+    return pseudonym(key, SUBJECT_REF_CATEGORY, subject_id)
+
+
+def payload_digest(records: Iterable[tuple[str, Mapping[str, str]]]) -> bytes:
+    """SHA-256 over the canonical encoding of exactly what is disclosed.
+
+    Canonical encoding: UTF-8 JSON of ``[{"subject": ref, "fields": {...}}, ...]`` in disclosure
+    order, keys sorted, no insignificant whitespace. A recipient recomputes it from what it got.
+    """
+    doc = [{"subject": ref, "fields": dict(f)} for ref, f in records]
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).digest()
+
+
+def quasi_digest(key: bytes, value: str) -> str:
+    """Keyed digest of a quasi-identifier value for R16 (equal values ⇔ equal digests)."""
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]

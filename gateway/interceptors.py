@@ -1,0 +1,192 @@
+"""Cross-cutting call handling: request ids, access logs, and the one error → status mapping.
+
+Every ``GatewayError`` and ``LedgerError`` becomes its gRPC status with a
+``google.rpc.Status`` carrying an ``ErrorInfo`` (stable reason) and any protobuf details the
+error holds (for a policy refusal: the decision and its ledger receipt). Anything else is a
+bug: it is logged by type only (an exception message might hold a field value) and answered
+``INTERNAL`` with the request id, never ``UNKNOWN``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from gateway.errors import GatewayError, PolicyDeniedError
+from ledger import LedgerError
+
+ERROR_DOMAIN = "share-gateway"
+REQUEST_ID_HEADER = "x-request-id"
+
+_log = structlog.get_logger("gateway.rpc")
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+
+
+def current_request_id() -> str:
+    """The id of the RPC being served (from ``x-request-id`` metadata, else generated)."""
+    return _request_id.get() or uuid.uuid4().hex
+
+
+def status_for(error: BaseException) -> tuple[grpc.StatusCode, str, str]:
+    """Map an exception to ``(code, message, reason)``; the single mapping in the gateway."""
+    if isinstance(error, GatewayError):
+        return error.code, error.message, error.reason
+    if isinstance(error, LedgerError):
+        return grpc.StatusCode[error.grpc_code], str(error), error.reason
+    return grpc.StatusCode.INTERNAL, "internal error", "internal"
+
+
+def _abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
+    code, message, reason = status_for(error)
+    details = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)]
+    if isinstance(error, PolicyDeniedError):
+        details.extend(d for d in error.details if isinstance(d, Message))
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    log = _log.warning if code != grpc.StatusCode.INTERNAL else _log.error
+    log("rpc.error", code=code.name, reason=reason, error_type=type(error).__name__)
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code.value[0], message=message, details=packed)
+    )
+    # What ``abort_with_status`` does, spelled out so grpc_testing's context supports it too.
+    context.set_trailing_metadata(status.trailing_metadata)
+    context.abort(status.code, status.details)
+    raise AssertionError("unreachable")  # abort always raises
+
+
+def _already_aborted(context: grpc.ServicerContext) -> bool:
+    state = getattr(context, "_state", None)
+    return bool(getattr(state, "aborted", False))
+
+
+def map_errors_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Wrap a unary-response behaviour so errors become statuses."""
+
+    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return behavior(request_or_iterator, context)
+        except Exception as e:
+            if _already_aborted(context):
+                raise
+            _abort(context, e)
+
+    return wrapper
+
+
+def map_errors_stream(
+    behavior: Callable[[Any, Any], Iterator[Any]],
+) -> Callable[[Any, Any], Iterator[Any]]:
+    """Wrap a streaming-response behaviour so errors (also mid-stream) become statuses."""
+
+    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from behavior(request_or_iterator, context)
+        except Exception as e:
+            if _already_aborted(context):
+                raise
+            _abort(context, e)
+
+    return wrapper
+
+
+def _with_call_context(
+    behavior: Callable[[Any, Any], Any], method: str, request_id: str, streaming: bool
+) -> Callable[[Any, Any], Any]:
+    def log_end(start: float, context: grpc.ServicerContext) -> None:
+        code = context.code() if hasattr(context, "code") else None
+        _log.info(
+            "rpc.end",
+            code=(code or grpc.StatusCode.OK).name,
+            ms=round((time.perf_counter() - start) * 1000, 3),
+        )
+
+    if streaming:
+
+        def stream_wrapper(req: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            token = _request_id.set(request_id)
+            start = time.perf_counter()
+            with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
+                try:
+                    yield from behavior(req, context)
+                finally:
+                    log_end(start, context)
+                    _request_id.reset(token)
+
+        return stream_wrapper
+
+    def unary_wrapper(req: Any, context: grpc.ServicerContext) -> Any:
+        token = _request_id.set(request_id)
+        start = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
+            try:
+                return behavior(req, context)
+            finally:
+                log_end(start, context)
+                _request_id.reset(token)
+
+    return unary_wrapper
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    wrap_unary: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
+    wrap_stream: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
+) -> grpc.RpcMethodHandler:
+    """Return ``handler`` with its behaviour wrapped (unary or streaming response)."""
+    if handler.unary_unary:
+        return handler._replace(unary_unary=wrap_unary(handler.unary_unary))  # type: ignore[attr-defined,no-any-return]
+    if handler.stream_unary:
+        return handler._replace(stream_unary=wrap_unary(handler.stream_unary))  # type: ignore[attr-defined,no-any-return]
+    if handler.unary_stream:
+        return handler._replace(unary_stream=wrap_stream(handler.unary_stream))  # type: ignore[attr-defined,no-any-return]
+    return handler._replace(stream_stream=wrap_stream(handler.stream_stream))  # type: ignore[attr-defined,no-any-return]
+
+
+class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Outermost interceptor: request id + access log + error → status mapping."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        request_id = str(metadata.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)[:64]
+        return wrap_handler(
+            handler,
+            lambda b: _with_call_context(map_errors_unary(b), method, request_id, False),
+            lambda b: _with_call_context(map_errors_stream(b), method, request_id, True),
+        )
+
+
+class ErrorMappedServicer:
+    """Proxy giving a servicer the interceptor's error mapping, for ``grpc_testing`` tests.
+
+    ``grpc_testing`` runs servicers without interceptors; wrapping with the same functions
+    the interceptor uses lets unit tests observe the real status mapping.
+    """
+
+    def __init__(self, servicer: object, *, streaming: frozenset[str] = frozenset()) -> None:
+        self._servicer = servicer
+        self._streaming = streaming
+
+    def __getattr__(self, name: str) -> Any:
+        behavior = getattr(self._servicer, name)
+        return (map_errors_stream if name in self._streaming else map_errors_unary)(behavior)

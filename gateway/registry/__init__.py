@@ -1,0 +1,24 @@
+"""The registry: partners and their agreements, record schemas, and subject facts.
+
+Stored as SQLModel tables in the same database as the audit ledger, loaded from a readable
+seed file for the demo, and changed through the AdminService or the ``registry`` CLI.
+"""
+
+from gateway.registry.models import (
+    ConsentScope,
+    PartnerRecord,
+    RecipientKind,
+    SchemaRecord,
+)
+from gateway.registry.store import Consent, Order, Registry, SubjectFacts
+
+__all__ = [
+    "Consent",
+    "ConsentScope",
+    "Order",
+    "PartnerRecord",
+    "RecipientKind",
+    "Registry",
+    "SchemaRecord",
+    "SubjectFacts",
+]

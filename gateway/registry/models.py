@@ -1,0 +1,94 @@
+"""Registry tables (prefix ``registry_``; the ledger's tables use ``ledger_``)."""
+
+from __future__ import annotations
+
+import enum
+
+from sqlalchemy import JSON, Column
+from sqlmodel import Field, SQLModel
+
+
+class RecipientKind(enum.StrEnum):
+    """Recipient kinds of POLICY_SPEC (§三)."""
+
+    AFFILIATE = "AFFILIATE"
+    AD_PARTNER = "AD_PARTNER"
+    VENDOR = "VENDOR"
+    MERCHANT = "MERCHANT"
+    AUTHORITY = "AUTHORITY"
+    ACQUIRER = "ACQUIRER"
+
+
+class ConsentScope(enum.StrEnum):
+    """What an explicit consent allows (see policies_rego/CONTRACT.md)."""
+
+    SHARE = "SHARE"
+    IDENTIFIED_SHARING = "IDENTIFIED_SHARING"
+    TRANSFER = "TRANSFER"
+    PUBLIC_DISCLOSURE = "PUBLIC_DISCLOSURE"
+    CROSS_BORDER = "CROSS_BORDER"
+
+
+class PartnerRecord(SQLModel, table=True):
+    """A registered recipient and its agreement. Dates are ISO dates, ``""`` = none."""
+
+    __tablename__ = "registry_partners"
+
+    id: str = Field(primary_key=True)
+    display_name: str = ""
+    kind: RecipientKind
+    active: bool = True
+    region: str = "CN"
+    agreement_purposes: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    agreement_categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    agreement_expires: str = ""
+    agreement_binds_policy: bool = False
+    security_review_expires: str = ""
+    dpa_expires: str = ""
+
+
+class SchemaRecord(SQLModel, table=True):
+    """A record type: field name → data category."""
+
+    __tablename__ = "registry_schemas"
+
+    record_type: str = Field(primary_key=True)
+    fields: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class SubjectRecord(SQLModel, table=True):
+    """Facts about one data subject that the policy needs."""
+
+    __tablename__ = "registry_subjects"
+
+    subject_id: str = Field(primary_key=True)
+    birth_date: str = ""
+    guardian_consent: bool = False
+    ad_opt_out: bool = False
+    consent_withdrawn: bool = False
+    account_deleted: bool = False
+
+
+class ConsentRecord(SQLModel, table=True):
+    """One explicit consent; ``recipient_id``/``purpose`` ``""`` = any."""
+
+    __tablename__ = "registry_consents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(index=True)
+    recipient_id: str = ""
+    purpose: str = ""
+    scope: ConsentScope
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    withdrawn: bool = False
+
+
+class OrderRecord(SQLModel, table=True):
+    """An order a subject placed (R6 merchant, R12 cross-border transaction)."""
+
+    __tablename__ = "registry_orders"
+
+    order_id: str = Field(primary_key=True)
+    subject_id: str = Field(index=True)
+    merchant_id: str = ""
+    cross_border: bool = False

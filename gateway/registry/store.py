@@ -1,0 +1,319 @@
+"""Registry storage: reads on the share path, writes from the admin surface and the seed."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+
+from gateway.errors import InvalidRequestError, NotFoundError, UnavailableError
+from gateway.registry.models import (
+    ConsentRecord,
+    ConsentScope,
+    OrderRecord,
+    PartnerRecord,
+    SchemaRecord,
+    SubjectRecord,
+)
+
+_TABLES = [
+    PartnerRecord.__table__,  # type: ignore[attr-defined]
+    SchemaRecord.__table__,  # type: ignore[attr-defined]
+    SubjectRecord.__table__,  # type: ignore[attr-defined]
+    ConsentRecord.__table__,  # type: ignore[attr-defined]
+    OrderRecord.__table__,  # type: ignore[attr-defined]
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Consent:
+    recipient_id: str = ""
+    purpose: str = ""
+    scope: ConsentScope
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Order:
+    order_id: str
+    merchant_id: str = ""
+    cross_border: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SubjectFacts:
+    """What the registry knows about one subject; ``consents`` excludes withdrawn ones."""
+
+    subject_id: str
+    birth_date: str = ""
+    guardian_consent: bool = False
+    ad_opt_out: bool = False
+    consent_withdrawn: bool = False
+    account_deleted: bool = False
+    consents: tuple[Consent, ...] = ()
+    orders: tuple[Order, ...] = field(default_factory=tuple)
+
+
+class Registry:
+    """Partners, schemas and subject facts in the gateway's database.
+
+    Every storage failure is raised as ``UnavailableError`` (fail closed).
+    """
+
+    def __init__(self, *, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Registry:
+        """Connect to ``url`` and create the registry tables if missing."""
+        engine = create_engine(url, pool_pre_ping=True)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            SQLModel.metadata.create_all(engine, tables=_TABLES)
+        except SQLAlchemyError as e:
+            raise UnavailableError(f"registry store unavailable: {type(e).__name__}") from e
+        return cls(engine=engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- reads (share path) -------------------------------------------------------------
+
+    def partner(self, partner_id: str) -> PartnerRecord | None:
+        with self._session() as s:
+            return s.get(PartnerRecord, partner_id)
+
+    def partners(self) -> list[PartnerRecord]:
+        with self._session() as s:
+            return list(s.exec(select(PartnerRecord).order_by(PartnerRecord.id)))
+
+    def schema(self, record_type: str) -> SchemaRecord | None:
+        with self._session() as s:
+            return s.get(SchemaRecord, record_type)
+
+    def subjects(self, subject_ids: Iterable[str]) -> dict[str, SubjectFacts]:
+        """Facts for each known subject among ``subject_ids`` (unknown ones are absent)."""
+        ids = list(dict.fromkeys(subject_ids))
+        if not ids:
+            return {}
+        with self._session() as s:
+            rows = s.exec(select(SubjectRecord).where(col(SubjectRecord.subject_id).in_(ids)))
+            subjects = {r.subject_id: r for r in rows}
+            consents: dict[str, list[Consent]] = {}
+            for c in s.exec(
+                select(ConsentRecord).where(
+                    col(ConsentRecord.subject_id).in_(ids), col(ConsentRecord.withdrawn).is_(False)
+                )
+            ):
+                consents.setdefault(c.subject_id, []).append(
+                    Consent(
+                        recipient_id=c.recipient_id,
+                        purpose=c.purpose,
+                        scope=ConsentScope(c.scope),
+                        categories=tuple(c.categories),
+                    )
+                )
+            orders: dict[str, list[Order]] = {}
+            for o in s.exec(select(OrderRecord).where(col(OrderRecord.subject_id).in_(ids))):
+                orders.setdefault(o.subject_id, []).append(
+                    Order(order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border)
+                )
+        return {
+            sid: SubjectFacts(
+                subject_id=sid,
+                birth_date=r.birth_date,
+                guardian_consent=r.guardian_consent,
+                ad_opt_out=r.ad_opt_out,
+                consent_withdrawn=r.consent_withdrawn,
+                account_deleted=r.account_deleted,
+                consents=tuple(consents.get(sid, ())),
+                orders=tuple(orders.get(sid, ())),
+            )
+            for sid, r in subjects.items()
+        }
+
+    def is_empty(self) -> bool:
+        with self._session() as s:
+            return s.exec(select(PartnerRecord).limit(1)).first() is None
+
+    # -- writes (admin surface) ---------------------------------------------------------
+
+    def upsert_partner(self, partner: PartnerRecord) -> PartnerRecord:
+        if not partner.id:
+            raise InvalidRequestError("partner id is required", reason="registry.partner_id_missing")
+        with self._session() as s:
+            merged = s.merge(partner)
+            s.commit()
+            s.refresh(merged)
+            return merged
+
+    def upsert_schema(self, schema: SchemaRecord) -> SchemaRecord:
+        if not schema.record_type or not schema.fields:
+            raise InvalidRequestError(
+                "a schema needs a record type and at least one field", reason="registry.schema_invalid"
+            )
+        with self._session() as s:
+            merged = s.merge(schema)
+            s.commit()
+            s.refresh(merged)
+            return merged
+
+    def put_subject(self, facts: SubjectFacts) -> SubjectFacts:
+        """Replace everything known about one subject (facts, consents, orders)."""
+        if not facts.subject_id:
+            raise InvalidRequestError("subject id is required", reason="registry.subject_id_missing")
+        with self._session() as s:
+            s.merge(
+                SubjectRecord(
+                    subject_id=facts.subject_id,
+                    birth_date=facts.birth_date,
+                    guardian_consent=facts.guardian_consent,
+                    ad_opt_out=facts.ad_opt_out,
+                    consent_withdrawn=facts.consent_withdrawn,
+                    account_deleted=facts.account_deleted,
+                )
+            )
+            s.exec(delete(ConsentRecord).where(col(ConsentRecord.subject_id) == facts.subject_id))
+            s.exec(delete(OrderRecord).where(col(OrderRecord.subject_id) == facts.subject_id))
+            for c in facts.consents:
+                s.add(
+                    ConsentRecord(
+                        subject_id=facts.subject_id,
+                        recipient_id=c.recipient_id,
+                        purpose=c.purpose,
+                        scope=c.scope,
+                        categories=list(c.categories),
+                    )
+                )
+            for o in facts.orders:
+                s.merge(
+                    OrderRecord(
+                        order_id=o.order_id,
+                        subject_id=facts.subject_id,
+                        merchant_id=o.merchant_id,
+                        cross_border=o.cross_border,
+                    )
+                )
+            s.commit()
+        return self.subjects([facts.subject_id])[facts.subject_id]
+
+    def withdraw_consent(self, subject_id: str, *, recipient_id: str = "", purpose: str = "") -> int:
+        """Withdraw matching consents (all of them when recipient and purpose are empty).
+
+        Withdrawing everything also sets the subject's ``consent_withdrawn`` flag (R14).
+
+        Returns:
+            The number of consents withdrawn.
+
+        Raises:
+            NotFoundError: the subject is unknown.
+        """
+        with self._session() as s:
+            subject = s.get(SubjectRecord, subject_id)
+            if subject is None:
+                raise NotFoundError("unknown subject", reason="registry.subject_unknown")
+            query = select(ConsentRecord).where(
+                col(ConsentRecord.subject_id) == subject_id, col(ConsentRecord.withdrawn).is_(False)
+            )
+            if recipient_id:
+                query = query.where(col(ConsentRecord.recipient_id).in_([recipient_id, ""]))
+            if purpose:
+                query = query.where(col(ConsentRecord.purpose).in_([purpose, ""]))
+            rows = list(s.exec(query))
+            for row in rows:
+                row.withdrawn = True
+                s.add(row)
+            if not recipient_id and not purpose:
+                subject.consent_withdrawn = True
+                s.add(subject)
+            s.commit()
+            return len(rows)
+
+    def mark_deleted(self, subject_id: str) -> None:
+        """Record an account deletion (§五.(三)): the subject leaves every share (R14).
+
+        Raises:
+            NotFoundError: the subject is unknown.
+        """
+        with self._session() as s:
+            subject = s.get(SubjectRecord, subject_id)
+            if subject is None:
+                raise NotFoundError("unknown subject", reason="registry.subject_unknown")
+            subject.account_deleted = True
+            s.add(subject)
+            s.commit()
+
+    def load_seed(self, path: Path) -> None:
+        """Load a TOML seed file (partners, schemas, subjects); see gateway/demo/registry.toml."""
+        try:
+            seed = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise InvalidRequestError(f"cannot read seed file {path}: {e}") from e
+        for p in seed.get("partners", []):
+            self.upsert_partner(PartnerRecord.model_validate(p))
+        for record_type, fields in seed.get("schemas", {}).items():
+            self.upsert_schema(SchemaRecord(record_type=record_type, fields=dict(fields)))
+        for subj in seed.get("subjects", []):
+            self.put_subject(subject_from_mapping(subj))
+
+    def _session(self) -> Session:
+        return _GuardedSession(self._engine)
+
+
+def subject_from_mapping(raw: Mapping[str, Any]) -> SubjectFacts:
+    """Build ``SubjectFacts`` from a seed/JSON mapping."""
+    try:
+        return SubjectFacts(
+            subject_id=str(raw["subject_id"]),
+            birth_date=str(raw.get("birth_date", "")),
+            guardian_consent=bool(raw.get("guardian_consent", False)),
+            ad_opt_out=bool(raw.get("ad_opt_out", False)),
+            consent_withdrawn=bool(raw.get("consent_withdrawn", False)),
+            account_deleted=bool(raw.get("account_deleted", False)),
+            consents=tuple(
+                Consent(
+                    recipient_id=str(c.get("recipient_id", "")),
+                    purpose=str(c.get("purpose", "")),
+                    scope=ConsentScope(c["scope"]),
+                    categories=tuple(c.get("categories", ())),
+                )
+                for c in raw.get("consents", ())
+            ),
+            orders=tuple(
+                Order(
+                    order_id=str(o["order_id"]),
+                    merchant_id=str(o.get("merchant_id", "")),
+                    cross_border=bool(o.get("cross_border", False)),
+                )
+                for o in raw.get("orders", ())
+            ),
+        )
+    except (KeyError, ValueError) as e:
+        raise InvalidRequestError(f"invalid subject entry: {e}") from e
+
+
+def orders_by_id(facts: Sequence[SubjectFacts]) -> dict[str, Order]:
+    return {o.order_id: o for f in facts for o in f.orders}
+
+
+class _GuardedSession(Session):
+    """A session whose storage errors surface as ``UnavailableError`` (fail closed)."""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        super().__exit__(exc_type, exc, tb)
+        if isinstance(exc, SQLAlchemyError):
+            raise UnavailableError(f"registry store unavailable: {type(exc).__name__}") from exc
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()

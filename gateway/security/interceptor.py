@@ -1,0 +1,203 @@
+"""The one interceptor that authenticates and authorizes every RPC (issue 5.1, 5.2).
+
+In the sync gRPC server ``intercept_service`` sees only the method name and metadata, not the
+TLS peer, so the interceptor wraps the handler's behaviour: the wrapper reads
+``context.auth_context()``, authenticates, checks the authorization table and only then runs
+the real behaviour with the principal bound in a copied ``contextvars.Context``
+(``principal_context``); every step of a response stream runs in that same context, so the
+binding never leaks into another call on the worker thread.
+
+Refusals: no identity -> UNAUTHENTICATED; wrong role or unknown RPC -> PERMISSION_DENIED.
+Each is passed to ``on_refused(principal, method, error)`` (the server writes it to the ledger
+as a refused attempt), then raised as the ``GatewayError``: install this interceptor *after*
+``gateway.interceptors.CallInterceptor``, the one place errors become statuses.
+Unregistered methods are refused the same way (never UNIMPLEMENTED to an unauthenticated
+caller).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn
+
+import grpc
+import structlog
+
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+from gateway.security.authn import Authenticator
+from gateway.security.authz import AuthorizationTable
+from gateway.security.identity import Principal, principal_context
+
+OnRefused = Callable[[Principal | None, str, GatewayError], None]
+
+_log = structlog.get_logger("gateway.security")
+
+
+class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Authenticate the caller, authorize the method, bind the principal.
+
+    Args:
+        authenticator: Resolves the caller from the TLS auth context and metadata.
+        table: Which roles may call which method; default ``AuthorizationTable()``.
+        on_refused: Called once per refused call with the principal (``None`` if unknown),
+            the full method name and the error; failures in it are logged, never hide the
+            refusal.
+    """
+
+    def __init__(
+        self,
+        *,
+        authenticator: Authenticator,
+        table: AuthorizationTable | None = None,
+        on_refused: OnRefused | None = None,
+    ) -> None:
+        self._authenticator = authenticator
+        self._table = table or AuthorizationTable()
+        self._on_refused = on_refused
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        handler = continuation(handler_call_details)
+        if handler is None:
+            # Unregistered: refuse after authenticating, with raw bytes in and out.
+            return grpc.stream_stream_rpc_method_handler(self._refuse_unknown(method, metadata))
+        return _wrap(handler, lambda context: self._admit(method, metadata, context))
+
+    def _admit(self, method: str, metadata: Any, context: grpc.ServicerContext) -> Principal | None:
+        """Return the principal to bind (``None`` for a public method) or abort the call."""
+        principal: Principal | None = None
+        try:
+            principal = self._authenticator.authenticate(context.auth_context(), metadata)
+            if self._table.is_public(method):
+                return principal
+            if principal is None:
+                raise UnauthenticatedError(
+                    "this RPC needs a client certificate or a bearer token",
+                    reason="auth.unauthenticated",
+                )
+            if not self._table.allows(principal.role, method):
+                raise PermissionDeniedError(
+                    f"role {principal.role.value} may not call {method}",
+                    reason="auth.role_not_allowed",
+                )
+            return principal
+        except GatewayError as error:
+            self._refuse(principal, method, error)
+
+    def _refuse(
+        self,
+        principal: Principal | None,
+        method: str,
+        error: GatewayError,
+    ) -> NoReturn:
+        _log.warning(
+            "auth.refused",
+            method=method,
+            principal=principal.id if principal else None,
+            reason=error.reason,
+            code=error.code.name,
+        )
+        if self._on_refused is not None:
+            try:
+                self._on_refused(principal, method, error)
+            except Exception:  # the refusal stands even if recording it fails
+                _log.exception("auth.refusal_not_recorded", method=method, reason=error.reason)
+        # Mapped to its status (with ErrorInfo reason) by the outer ``CallInterceptor``.
+        raise error
+
+    def _refuse_unknown(
+        self, method: str, metadata: Any
+    ) -> Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]:
+        def behaviour(_requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+            principal = self._admit(method, metadata, context)  # refuses unless authorized
+            # An authorized caller of an unregistered method (a table rule without a service).
+            self._refuse(
+                principal,
+                method,
+                PermissionDeniedError(f"unknown RPC {method}", reason="auth.unknown_rpc"),
+            )
+
+        return behaviour
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    admit: Callable[[grpc.ServicerContext], Principal | None],
+) -> grpc.RpcMethodHandler:
+    """Rebuild ``handler`` so its behaviour runs after ``admit`` with the principal bound.
+
+    The rebuilt handler receives raw bytes and deserializes only *after* ``admit``: an
+    unauthenticated caller never reaches the protobuf parser, and a malformed message from an
+    authorized caller is INVALID_ARGUMENT instead of gRPC's INTERNAL.
+    """
+    parse = _parser(handler.request_deserializer)
+    unary_request = not handler.request_streaming
+
+    def request_of(raw: Any) -> Any:
+        return parse(raw) if unary_request else (parse(m) for m in raw)
+
+    def unary_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(raw: Any, context: grpc.ServicerContext) -> Any:
+            principal = admit(context)
+            return principal_context(principal).run(behaviour, request_of(raw), context)
+
+        return wrapped
+
+    def stream_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(raw: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            principal = admit(context)  # eager: refuse before the first response
+            ctx = principal_context(principal)
+            responses = ctx.run(behaviour, request_of(raw), context)
+            return _iterate_in(ctx, iter(responses))
+
+        return wrapped
+
+    kw = {"response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary_response(handler.unary_unary), **kw)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kw)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kw)
+    return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kw)
+
+
+def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    if deserializer is None:
+        return lambda raw: raw
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as e:  # DecodeError and friends: the message, not the server
+            raise InvalidRequestError(
+                "request message cannot be parsed", reason="request.malformed"
+            ) from e
+
+    return parse
+
+
+def _iterate_in(ctx: contextvars.Context, responses: Iterator[Any]) -> Iterator[Any]:
+    """Yield from ``responses``, running every step inside ``ctx`` (principal bound)."""
+    try:
+        while True:
+            try:
+                item = ctx.run(next, responses)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        close = getattr(responses, "close", None)
+        if close is not None:
+            ctx.run(close)

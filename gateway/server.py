@@ -1,0 +1,199 @@
+"""Wiring: one gateway process = registry + policy engine + ledger + keys behind a gRPC server.
+
+``create_server`` binds (port 0 in tests) and returns ``(server, port)``; ``serve`` runs until
+SIGINT/SIGTERM, then stops accepting calls, lets in-flight ones finish within the grace
+period, and closes the ledger last so every acknowledged decision is durable.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from types import FrameType
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gateway.errors import GatewayError
+from gateway.interceptors import CallInterceptor, current_request_id
+from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
+from gateway.registry import Registry
+from gateway.security.authn import Authenticator
+from gateway.security.devca import DEFAULT_TRUST_DOMAIN
+from gateway.security.interceptor import AuthInterceptor
+from gateway.security.identity import Principal
+from gateway.security.keys import PseudonymKeys
+from gateway.security.tls import server_credentials
+from gateway.security.tokens import TokenStore
+from gateway.services.admin import AdminServicer
+from gateway.services.share import ShareServicer
+from gateway.settings import Settings
+from gateway.sharing import Sharing
+from ledger import Disclosure, Ledger
+from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
+
+_log = structlog.get_logger("gateway.server")
+
+
+
+
+class Gateway:
+    """The parts of one running gateway process, opened from settings and closed together."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        registry: Registry,
+        engine: PolicyEngine,
+        ledger: Ledger,
+        keys: PseudonymKeys,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.engine = engine
+        self.ledger = ledger
+        self.keys = keys
+        self.sharing = Sharing(registry=registry, engine=engine, ledger=ledger, keys=keys)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Gateway:
+        """Open storage, load the demo seed into an empty registry, compile the policies.
+
+        Raises:
+            GatewayError / LedgerError: a part could not be opened (reported at start).
+        """
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        registry = Registry.open(settings.ledger_url)
+        if settings.seed_file is not None and registry.is_empty():
+            registry.load_seed(settings.seed_file)
+            _log.info("registry.seeded", seed=str(settings.seed_file))
+        engine = engine_from_settings(settings.policy)
+        ledger = Ledger.open(
+            settings.ledger_url,
+            keys_dir=settings.keys_dir,
+            origin=settings.ledger.origin,
+            max_batch=settings.ledger.max_batch,
+            max_pending=settings.ledger.max_pending,
+        )
+        keys = PseudonymKeys(directory=settings.keys_dir / "pseudonym")
+        return cls(settings=settings, registry=registry, engine=engine, ledger=ledger, keys=keys)
+
+    def record_refusal(self, principal: Principal | None, method: str, error: GatewayError) -> None:
+        """Write a refused call (no identity, wrong role, wrong partner) to the ledger (issue 5)."""
+        self.ledger.append(
+            [
+                Disclosure(
+                    time=datetime.now(UTC),
+                    request_id=current_request_id(),
+                    rpc=method,
+                    caller=principal.id if principal else "",
+                    caller_role=str(principal.role) if principal else "",
+                    partner_id=principal.partner_id or "" if principal else "",
+                    mode="refused_call",
+                    decision="DENY",
+                    reason_codes=(error.reason,),
+                )
+            ]
+        )
+
+    def close(self) -> None:
+        self.engine.close()
+        self.ledger.close()
+        self.registry.close()
+
+
+def create_server(gateway: Gateway) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Build and bind (not start) the gRPC server for ``gateway``.
+
+    Returns:
+        The server, the bound port (useful with ``listen = "127.0.0.1:0"``) and the health
+        servicer (to flip to NOT_SERVING on shutdown).
+    """
+    settings = gateway.settings
+    tokens = TokenStore.from_file(settings.tokens_file) if settings.tokens_file else None
+    authenticator = Authenticator(
+        trust_domain=DEFAULT_TRUST_DOMAIN,
+        verify_token=tokens.verify if tokens else None,
+        partner_exists=lambda pid: gateway.registry.partner(pid) is not None,
+    )
+    max_bytes = settings.limits.max_message_bytes
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc"),
+        interceptors=[
+            CallInterceptor(),
+            AuthInterceptor(authenticator=authenticator, on_refused=gateway.record_refusal),
+        ],
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 1),
+        ],
+        maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
+    )
+    share_pb2_grpc.add_ShareServiceServicer_to_server(
+        ShareServicer(sharing=gateway.sharing, limits=settings.limits), server
+    )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(registry=gateway.registry, engine=gateway.engine, ledger=gateway.ledger),
+        server,
+    )
+    services = [
+        share_pb2.DESCRIPTOR.services_by_name["ShareService"].full_name,
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    ]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ["", *services]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.listen)
+    else:
+        port = server.add_secure_port(settings.listen, credentials)
+    return server, port, health_servicer
+
+
+def serve(settings: Settings) -> None:
+    """Run a gateway until SIGINT/SIGTERM, then drain and shut down gracefully."""
+    gateway = Gateway.open(settings)
+    server, port, health_servicer = create_server(gateway)
+    watcher = None
+    if settings.policy.watch_interval_s > 0:
+        watcher = PolicyWatcher(
+            engine=gateway.engine,
+            policy_dir=settings.policy.dir,
+            interval_s=settings.policy.watch_interval_s,
+        )
+        watcher.start()
+    server.start()
+    host = settings.listen.rpartition(":")[0]
+    _log.info(
+        "gateway.serving",
+        address=f"{host}:{port}",
+        tls=server_credentials(settings) is not None,
+        policy_revision=gateway.engine.revision,
+        ledger_size=gateway.ledger.size,
+        verifier_key=gateway.ledger.verifier_key,
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        _log.info("gateway.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    health_servicer.enter_graceful_shutdown()
+    server.stop(settings.grace_period_s).wait()
+    if watcher is not None:
+        watcher.stop()
+    gateway.ledger.checkpoint()
+    gateway.close()
+    _log.info("gateway.stopped")

@@ -1,0 +1,1 @@
+"""gRPC servicers: thin shells translating protobuf to the domain workflows and back."""

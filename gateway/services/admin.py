@@ -1,0 +1,175 @@
+"""AdminService: registry changes, consent withdrawal, account deletion, policy reload."""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+
+from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.policy import PolicyEngine
+from gateway.registry import (
+    Consent,
+    ConsentScope,
+    Order,
+    PartnerRecord,
+    RecipientKind,
+    Registry,
+    SchemaRecord,
+    SubjectFacts,
+)
+from ledger import Ledger
+from partner_gateway.v1 import admin_pb2, admin_pb2_grpc
+
+_log = structlog.get_logger("gateway.admin")
+
+
+def partner_from_message(p: admin_pb2.Partner) -> PartnerRecord:
+    try:
+        kind = RecipientKind(admin_pb2.RecipientKind.Name(p.kind).removeprefix("RECIPIENT_KIND_"))
+    except ValueError as e:
+        raise InvalidRequestError("partner kind is missing or unknown", reason="registry.kind") from e
+    return PartnerRecord(
+        id=p.id,
+        display_name=p.display_name,
+        kind=kind,
+        active=p.active,
+        region=p.region,
+        agreement_purposes=list(p.agreement_purposes),
+        agreement_categories=list(p.agreement_categories),
+        agreement_expires=p.agreement_expires,
+        agreement_binds_policy=p.agreement_binds_policy,
+        security_review_expires=p.security_review_expires,
+        dpa_expires=p.dpa_expires,
+    )
+
+
+def partner_message(p: PartnerRecord) -> admin_pb2.Partner:
+    return admin_pb2.Partner(
+        id=p.id,
+        display_name=p.display_name,
+        kind=admin_pb2.RecipientKind.Value(f"RECIPIENT_KIND_{p.kind}"),
+        active=p.active,
+        region=p.region,
+        agreement_purposes=p.agreement_purposes,
+        agreement_categories=p.agreement_categories,
+        agreement_expires=p.agreement_expires,
+        agreement_binds_policy=p.agreement_binds_policy,
+        security_review_expires=p.security_review_expires,
+        dpa_expires=p.dpa_expires,
+    )
+
+
+def subject_from_message(m: admin_pb2.SubjectFacts) -> SubjectFacts:
+    try:
+        consents = tuple(
+            Consent(
+                recipient_id=c.recipient_id,
+                purpose=c.purpose,
+                scope=ConsentScope(c.scope),
+                categories=tuple(c.categories),
+            )
+            for c in m.consents
+        )
+    except ValueError as e:
+        raise InvalidRequestError(
+            f"unknown consent scope; expected one of {[s.value for s in ConsentScope]}",
+            reason="registry.consent_scope",
+        ) from e
+    return SubjectFacts(
+        subject_id=m.subject_id,
+        birth_date=m.birth_date,
+        guardian_consent=m.guardian_consent,
+        ad_opt_out=m.ad_opt_out,
+        consent_withdrawn=m.consent_withdrawn,
+        account_deleted=m.account_deleted,
+        consents=consents,
+        orders=tuple(
+            Order(order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border)
+            for o in m.orders
+        ),
+    )
+
+
+def subject_message(f: SubjectFacts) -> admin_pb2.SubjectFacts:
+    return admin_pb2.SubjectFacts(
+        subject_id=f.subject_id,
+        birth_date=f.birth_date,
+        guardian_consent=f.guardian_consent,
+        ad_opt_out=f.ad_opt_out,
+        consent_withdrawn=f.consent_withdrawn,
+        account_deleted=f.account_deleted,
+        consents=[
+            admin_pb2.Consent(
+                recipient_id=c.recipient_id,
+                purpose=c.purpose,
+                scope=str(c.scope),
+                categories=c.categories,
+            )
+            for c in f.consents
+        ],
+        orders=[
+            admin_pb2.Order(order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border)
+            for o in f.orders
+        ],
+    )
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    """Registry administration (role: admin)."""
+
+    def __init__(self, *, registry: Registry, engine: PolicyEngine, ledger: Ledger) -> None:
+        self._registry = registry
+        self._engine = engine
+        self._ledger = ledger
+
+    def UpsertPartner(
+        self, request: admin_pb2.UpsertPartnerRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.Partner:
+        return partner_message(self._registry.upsert_partner(partner_from_message(request.partner)))
+
+    def UpsertSchema(
+        self, request: admin_pb2.UpsertSchemaRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.RecordSchema:
+        row = self._registry.upsert_schema(
+            SchemaRecord(record_type=request.schema.record_type, fields=dict(request.schema.fields))
+        )
+        return admin_pb2.RecordSchema(record_type=row.record_type, fields=row.fields)
+
+    def PutSubject(
+        self, request: admin_pb2.PutSubjectRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.SubjectFacts:
+        return subject_message(self._registry.put_subject(subject_from_message(request.subject)))
+
+    def GetSubject(
+        self, request: admin_pb2.GetSubjectRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.SubjectFacts:
+        facts = self._registry.subjects([request.subject_id]).get(request.subject_id)
+        if facts is None:
+            raise NotFoundError("unknown subject", reason="registry.subject_unknown")
+        return subject_message(facts)
+
+    def WithdrawConsent(
+        self, request: admin_pb2.WithdrawConsentRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.AdminAck:
+        n = self._registry.withdraw_consent(
+            request.subject_id, recipient_id=request.recipient_id, purpose=request.purpose
+        )
+        return admin_pb2.AdminAck(message=f"{n} consent(s) withdrawn")
+
+    def DeleteSubject(
+        self, request: admin_pb2.DeleteSubjectRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.AdminAck:
+        self._registry.mark_deleted(request.subject_id)
+        forgotten = self._ledger.forget_subject(request.subject_id)
+        return admin_pb2.AdminAck(
+            message="account deleted; ledger entries unlinked"
+            if forgotten
+            else "account deleted; the ledger held no entries for it"
+        )
+
+    def ReloadPolicy(
+        self, request: admin_pb2.ReloadPolicyRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ReloadPolicyResponse:
+        revision = self._engine.reload()
+        _log.info("policy.reloaded", revision=revision)
+        return admin_pb2.ReloadPolicyResponse(policy_revision=revision)

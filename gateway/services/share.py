@@ -1,0 +1,211 @@
+"""ShareService: internal services ask for a share; the policy decides; the ledger records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import grpc
+
+from gateway.errors import InvalidRequestError, PolicyDeniedError, ResourceExhaustedError
+from gateway.interceptors import current_request_id
+from gateway.security.identity import current_principal
+from gateway.settings import LimitsSettings
+from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
+from partner_gateway.v1 import share_pb2, share_pb2_grpc
+
+SERVICE = "/partner_gateway.v1.ShareService/"
+STREAM_CHUNK_RECORDS = 1_000
+
+
+def _enum_name(enum: object, value: int, prefix: str) -> str:
+    """Enum value -> bare name (``ACTION_SHARE`` -> ``SHARE``); unspecified/unknown -> ``""``."""
+    try:
+        name: str = enum.Name(value)  # type: ignore[attr-defined]
+    except ValueError:
+        return ""
+    return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(prefix)
+
+
+def order_from_request(
+    request: share_pb2.ShareRequest,
+    records: Iterable[share_pb2.Record] | None = None,
+) -> ShareOrder:
+    """Translate a ``ShareRequest`` (and optionally streamed records) into a ``ShareOrder``."""
+    basis = request.legal_basis
+    return ShareOrder(
+        recipient_id=request.recipient_id,
+        purpose=request.purpose,
+        action=_enum_name(share_pb2.Action, request.action, "ACTION_"),
+        legal_basis=_enum_name(share_pb2.LegalBasisKind, basis.kind, "LEGAL_BASIS_KIND_"),
+        legal_reference=basis.reference,
+        exemption_code=basis.exemption_code,
+        record_type=request.record_type,
+        destination_region=request.destination_region,
+        records=[
+            RecordIn(subject_id=r.subject_id, fields=dict(r.fields), order_id=r.order_id)
+            for r in (request.records if records is None else records)
+        ],
+    )
+
+
+def check_limits(records: Sequence[share_pb2.Record], limits: LimitsSettings) -> None:
+    """Refuse records beyond the configured limits, naming the limit (never a value)."""
+    for i, record in enumerate(records):
+        if len(record.fields) > limits.max_fields_per_record:
+            raise InvalidRequestError(
+                f"record {i} has {len(record.fields)} fields; the limit is "
+                f"{limits.max_fields_per_record}",
+                reason="limits.fields_per_record",
+            )
+        for name, value in record.fields.items():
+            if len(value.encode()) > limits.max_field_value_bytes:
+                raise InvalidRequestError(
+                    f"record {i}: field {name[:64]!r} is longer than "
+                    f"{limits.max_field_value_bytes} bytes",
+                    reason="limits.field_value_length",
+                )
+
+
+def check_request_limits(request: share_pb2.ShareRequest, limits: LimitsSettings) -> None:
+    """Limits of a unary request: record count, then each record."""
+    if len(request.records) > limits.max_records_per_request:
+        raise ResourceExhaustedError(
+            f"{len(request.records)} records exceed the limit of "
+            f"{limits.max_records_per_request} per request",
+            reason="limits.records_per_request",
+        )
+    check_limits(request.records, limits)
+
+
+def decision_message(outcome: Outcome) -> share_pb2.Decision:
+    d = outcome.decision
+    return share_pb2.Decision(
+        allowed=d.allow,
+        reasons=[share_pb2.Reason(code=r.code, message=r.message) for r in d.reasons],
+        excluded_subjects=[
+            share_pb2.ExcludedSubject(
+                subject_id=sid,
+                reasons=[share_pb2.Reason(code=r.code, message=r.message) for r in reasons],
+            )
+            for sid, reasons in outcome.excluded.items()
+        ],
+        categories_disclosed=outcome.categories_disclosed,
+        categories_removed=outcome.categories_removed,
+        policy_revision=d.revision,
+    )
+
+
+def receipt_message(outcome: Outcome) -> share_pb2.DisclosureReceipt | None:
+    if outcome.receipt is None:
+        return None
+    return share_pb2.DisclosureReceipt(
+        ledger_index=outcome.receipt.index,
+        leaf_hash=outcome.receipt.leaf_hash,
+        payload_digest=outcome.payload_digest,
+        pseudonym_key_id=outcome.key_id,
+    )
+
+
+def refusal(outcome: Outcome) -> PolicyDeniedError:
+    """The PERMISSION_DENIED error for a refused share, carrying decision and receipt."""
+    reasons = outcome.decision.reasons
+    summary = "; ".join(f"{r.code}: {r.message}" for r in reasons) or "no rule allows this share"
+    details: list[object] = [decision_message(outcome)]
+    receipt = receipt_message(outcome)
+    if receipt is not None:
+        details.append(receipt)
+    return PolicyDeniedError(
+        f"share refused by policy: {summary}",
+        reasons=[(r.code, r.message) for r in reasons],
+        details=details,
+    )
+
+
+def response_message(outcome: Outcome, *, with_records: bool = True) -> share_pb2.ShareResponse:
+    return share_pb2.ShareResponse(
+        decision=decision_message(outcome),
+        records=[share_pb2.Record(subject_id=r.subject_ref, fields=r.fields) for r in outcome.records]
+        if with_records
+        else [],
+        receipt=receipt_message(outcome),
+        request_id=current_request_id(),
+    )
+
+
+class ShareServicer(share_pb2_grpc.ShareServiceServicer):
+    """Share, Evaluate and ShareStream over the ``Sharing`` workflow."""
+
+    def __init__(self, *, sharing: Sharing, limits: LimitsSettings) -> None:
+        self._sharing = sharing
+        self._limits = limits
+
+    def Share(
+        self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
+    ) -> share_pb2.ShareResponse:
+        check_request_limits(request, self._limits)
+        if request.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
+            raise InvalidRequestError(
+                "delivery to an outbox is not enabled on this gateway", reason="request.delivery"
+            )
+        outcome = self._sharing.share(
+            order_from_request(request),
+            current_principal(),
+            request_id=current_request_id(),
+            rpc=SERVICE + "Share",
+        )
+        if not outcome.decision.allow:
+            raise refusal(outcome)
+        return response_message(outcome)
+
+    def Evaluate(
+        self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
+    ) -> share_pb2.EvaluateResponse:
+        check_request_limits(request, self._limits)
+        outcome = self._sharing.evaluate(order_from_request(request), current_principal())
+        return share_pb2.EvaluateResponse(
+            decision=decision_message(outcome), request_id=current_request_id()
+        )
+
+    def ShareStream(
+        self, request_iterator: Iterator[share_pb2.ShareChunk], context: grpc.ServicerContext
+    ) -> Iterator[share_pb2.ShareStreamResponse]:
+        header: share_pb2.ShareRequest | None = None
+        records: list[share_pb2.Record] = []
+        for i, chunk in enumerate(request_iterator):
+            if i == 0:
+                if not chunk.HasField("header"):
+                    raise InvalidRequestError(
+                        "the first ShareChunk must carry the header", reason="request.stream_header"
+                    )
+                header = chunk.header
+                check_limits(header.records, self._limits)
+                records.extend(header.records)
+            elif chunk.HasField("header"):
+                raise InvalidRequestError(
+                    "only the first ShareChunk may carry a header", reason="request.stream_header"
+                )
+            records.extend(chunk.records)
+            if len(records) > self._limits.max_records_per_stream:
+                raise ResourceExhaustedError(
+                    f"stream exceeds {self._limits.max_records_per_stream} records",
+                    reason="limits.records_per_stream",
+                )
+            check_limits(chunk.records, self._limits)
+        if header is None:
+            raise InvalidRequestError("empty stream: no header", reason="request.stream_header")
+        outcome = self._sharing.share(
+            order_from_request(header, records),
+            current_principal(),
+            request_id=current_request_id(),
+            rpc=SERVICE + "ShareStream",
+        )
+        if not outcome.decision.allow:
+            raise refusal(outcome)
+        yield share_pb2.ShareStreamResponse(summary=response_message(outcome, with_records=False))
+        for start in range(0, len(outcome.records), STREAM_CHUNK_RECORDS):
+            yield share_pb2.ShareStreamResponse(
+                records=[
+                    share_pb2.Record(subject_id=r.subject_ref, fields=r.fields)
+                    for r in outcome.records[start : start + STREAM_CHUNK_RECORDS]
+                ]
+            )

@@ -1,0 +1,372 @@
+"""The share workflow: validate, ask the policy, enforce, write the ledger, then disclose.
+
+Order of operations (R18, §四): the decision — allowed or refused — is appended to the audit
+ledger and committed *before* any record is handed back to the caller. A policy engine or
+ledger failure raises ``UnavailableError`` and nothing is disclosed (fail closed).
+
+This module is protocol-free: services translate protobuf messages to ``ShareOrder`` and
+``Outcome`` back to protobuf.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Literal, Protocol
+
+from gateway.enforcement import (
+    age_in_years,
+    payload_digest,
+    quasi_digest,
+    subject_ref,
+    transform_record,
+)
+from gateway.errors import InvalidRequestError
+from gateway.policy import PolicyDecision, PolicyEngine, Reason
+from gateway.registry import Registry, SubjectFacts
+from gateway.security.identity import Principal
+from ledger import Disclosure, Ledger, Receipt
+
+Mode = Literal["share", "stage", "pull"]
+CONTRACT_VERSION = "v1"
+
+
+class KeySource(Protocol):
+    """Per-partner pseudonymization keys (``gateway.security.keys.PseudonymKeys``)."""
+
+    def current(self, partner_id: str) -> tuple[str, bytes]: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordIn:
+    """One record as the caller sent it: subject id and field name -> value."""
+
+    subject_id: str
+    fields: Mapping[str, str]
+    order_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ShareOrder:
+    """A share request in domain terms (enum values already mapped to their names)."""
+
+    recipient_id: str
+    purpose: str
+    action: str
+    legal_basis: str
+    legal_reference: str = ""
+    exemption_code: str = ""
+    record_type: str
+    destination_region: str = ""
+    records: Sequence[RecordIn] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DisclosedRecord:
+    """A record after enforcement; ``subject_ref`` is the per-partner subject pseudonym."""
+
+    subject_id: str
+    subject_ref: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    """What happened to one share: decision, what left, and the ledger receipt."""
+
+    decision: PolicyDecision
+    excluded: Mapping[str, tuple[Reason, ...]]
+    records: list[DisclosedRecord] = field(default_factory=list)
+    categories_disclosed: tuple[str, ...] = ()
+    categories_removed: tuple[str, ...] = ()
+    payload_digest: bytes = b""
+    key_id: str = ""
+    receipt: Receipt | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Prepared:
+    order: ShareOrder
+    schema: Mapping[str, str]
+    refs: dict[str, str]  # subject id -> batch-local ref
+    policy_input: dict[str, Any]
+
+
+class Sharing:
+    """Decides and carries out shares. Thread-safe: the gRPC server calls it from many threads."""
+
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        engine: PolicyEngine,
+        ledger: Ledger,
+        keys: KeySource,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._registry = registry
+        self._engine = engine
+        self._ledger = ledger
+        self._keys = keys
+        self._clock = clock
+
+    @property
+    def engine(self) -> PolicyEngine:
+        return self._engine
+
+    def evaluate(self, order: ShareOrder, principal: Principal) -> Outcome:
+        """Decide only: nothing is disclosed and nothing is written to the ledger."""
+        prepared = self._prepare(order, principal, mode="share", today=self._clock().date())
+        decision = self._engine.decide(prepared.policy_input)
+        return Outcome(decision=decision, excluded=_excluded_by_subject(decision, prepared.refs))
+
+    def share(
+        self,
+        order: ShareOrder,
+        principal: Principal,
+        *,
+        request_id: str,
+        rpc: str,
+        mode: Mode = "share",
+    ) -> Outcome:
+        """Decide, enforce, append the decision to the ledger, and return what may leave.
+
+        A refused share is recorded too and comes back with ``decision.allow`` false and no
+        records; the caller turns it into PERMISSION_DENIED.
+
+        Raises:
+            InvalidRequestError: the request is malformed (unknown record type or field).
+            UnavailableError: the policy engine or the ledger failed; nothing was disclosed.
+        """
+        now = self._clock()
+        today = now.date()
+        prepared = self._prepare(order, principal, mode=mode, today=today)
+        decision = self._engine.decide(prepared.policy_input)
+        excluded = _excluded_by_subject(decision, prepared.refs)
+        outcome = Outcome(decision=decision, excluded=excluded)
+        if decision.allow:
+            outcome = self._enforce(prepared, decision, excluded, today)
+        receipt = self._ledger.append(
+            [
+                Disclosure(
+                    time=now,
+                    request_id=request_id,
+                    rpc=rpc,
+                    caller=principal.id,
+                    caller_role=str(principal.role),
+                    partner_id=order.recipient_id,
+                    purpose=order.purpose,
+                    action=order.action,
+                    mode=mode,
+                    legal_basis=order.legal_basis,
+                    legal_reference=order.legal_reference,
+                    exemption_code=order.exemption_code,
+                    decision="ALLOW" if decision.allow else "DENY",
+                    reason_codes=tuple(
+                        sorted(
+                            {r.code for r in decision.reasons}
+                            | {r.code for rs in excluded.values() for r in rs}
+                        )
+                    ),
+                    policy_revision=decision.revision,
+                    record_type=order.record_type,
+                    categories_disclosed=outcome.categories_disclosed,
+                    categories_removed=outcome.categories_removed,
+                    record_count=len(outcome.records),
+                    subject_ids=tuple(dict.fromkeys(r.subject_id for r in outcome.records)),
+                    excluded_subject_ids=tuple(
+                        excluded if decision.allow else prepared.refs
+                    ),
+                    payload_digest=outcome.payload_digest,
+                    pseudonym_key_id=outcome.key_id,
+                )
+            ]
+        )[0]
+        return Outcome(
+            decision=outcome.decision,
+            excluded=outcome.excluded,
+            records=outcome.records,
+            categories_disclosed=outcome.categories_disclosed,
+            categories_removed=outcome.categories_removed,
+            payload_digest=outcome.payload_digest,
+            key_id=outcome.key_id,
+            receipt=receipt,
+        )
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _prepare(
+        self, order: ShareOrder, principal: Principal, *, mode: Mode, today: date
+    ) -> _Prepared:
+        if not order.record_type:
+            raise InvalidRequestError("record_type is required", reason="request.record_type_missing")
+        if not order.records:
+            raise InvalidRequestError("at least one record is required", reason="request.no_records")
+        schema_row = self._registry.schema(order.record_type)
+        if schema_row is None:
+            raise InvalidRequestError(
+                f"unknown record type {order.record_type[:64]!r}", reason="request.unknown_record_type"
+            )
+        schema = schema_row.fields
+        categories: set[str] = set()
+        refs: dict[str, str] = {}
+        for i, record in enumerate(order.records):
+            if not record.subject_id:
+                raise InvalidRequestError(
+                    f"record {i} has no subject_id", reason="request.subject_id_missing"
+                )
+            for name in record.fields:
+                category = schema.get(name)
+                if category is None:
+                    raise InvalidRequestError(
+                        f"record {i}: field {name[:64]!r} is not in schema {order.record_type!r}",
+                        reason="request.unknown_field",
+                    )
+                categories.add(category)
+            refs.setdefault(record.subject_id, str(len(refs)))
+        recipient = self._registry.partner(order.recipient_id) if order.recipient_id else None
+        facts = self._registry.subjects(refs)
+        policy_input = {
+            "contract": CONTRACT_VERSION,
+            "today": today.isoformat(),
+            "caller": {"principal": principal.id, "role": str(principal.role)},
+            "request": {
+                "mode": "pull" if mode == "pull" else "share",
+                "action": order.action,
+                "purpose": order.purpose,
+                "legal_basis": {
+                    "kind": order.legal_basis,
+                    "reference": order.legal_reference,
+                    "exemption_code": order.exemption_code,
+                },
+                "record_type": order.record_type,
+                "destination_region": order.destination_region
+                or (recipient.region if recipient else ""),
+                "categories": sorted(categories),
+                "quasi_identifiers": _quasi_identifiers(order, schema),
+            },
+            "recipient": None
+            if recipient is None
+            else {
+                "id": recipient.id,
+                "kind": str(recipient.kind),
+                "active": recipient.active,
+                "region": recipient.region,
+                "agreement": {
+                    "purposes": list(recipient.agreement_purposes),
+                    "categories": list(recipient.agreement_categories),
+                    "expires": recipient.agreement_expires,
+                    "binds_policy": recipient.agreement_binds_policy,
+                },
+                "security_review_expires": recipient.security_review_expires,
+                "dpa_expires": recipient.dpa_expires,
+            },
+            "subjects": [
+                _subject_input(ref, facts.get(sid), _order_ids(order, sid), today)
+                for sid, ref in refs.items()
+            ],
+        }
+        return _Prepared(order=order, schema=schema, refs=refs, policy_input=policy_input)
+
+    def _enforce(
+        self,
+        prepared: _Prepared,
+        decision: PolicyDecision,
+        excluded: Mapping[str, tuple[Reason, ...]],
+        today: date,
+    ) -> Outcome:
+        key_id, key = self._keys.current(prepared.order.recipient_id)
+        records: list[DisclosedRecord] = []
+        disclosed: set[str] = set()
+        removed: set[str] = set()
+        for record in prepared.order.records:
+            if record.subject_id in excluded:
+                continue
+            t = transform_record(
+                record.fields,
+                prepared.schema,
+                decision.obligations_for(prepared.refs[record.subject_id]),
+                key=key,
+                today=today,
+            )
+            disclosed |= t.disclosed
+            removed |= t.removed
+            records.append(
+                DisclosedRecord(
+                    subject_id=record.subject_id,
+                    subject_ref=subject_ref(key, record.subject_id),
+                    fields=t.fields,
+                )
+            )
+        return Outcome(
+            decision=decision,
+            excluded=excluded,
+            records=records,
+            categories_disclosed=tuple(sorted(disclosed)),
+            categories_removed=tuple(sorted(removed)),
+            payload_digest=payload_digest((r.subject_ref, r.fields) for r in records)
+            if records
+            else b"",
+            key_id=key_id,
+        )
+
+
+def _excluded_by_subject(
+    decision: PolicyDecision, refs: Mapping[str, str]
+) -> dict[str, tuple[Reason, ...]]:
+    return {sid: decision.excluded[ref] for sid, ref in refs.items() if ref in decision.excluded}
+
+
+def _order_ids(order: ShareOrder, subject_id: str) -> list[str]:
+    return list(
+        dict.fromkeys(r.order_id for r in order.records if r.subject_id == subject_id and r.order_id)
+    )
+
+
+def _subject_input(
+    ref: str, facts: SubjectFacts | None, order_ids: Sequence[str], today: date
+) -> dict[str, Any]:
+    facts = facts or SubjectFacts(subject_id="")
+    known = {o.order_id: o for o in facts.orders}
+    return {
+        "ref": ref,
+        "age": age_in_years(facts.birth_date, today) if facts.birth_date else None,
+        "guardian_consent": facts.guardian_consent,
+        "ad_opt_out": facts.ad_opt_out,
+        "consent_withdrawn": facts.consent_withdrawn,
+        "account_deleted": facts.account_deleted,
+        "orders": [
+            {
+                "id": oid,
+                "merchant": known[oid].merchant_id if oid in known else "",
+                "cross_border": known[oid].cross_border if oid in known else False,
+            }
+            for oid in order_ids
+        ],
+        "consents": [
+            {
+                "recipient": c.recipient_id,
+                "purpose": c.purpose,
+                "scope": str(c.scope),
+                "categories": list(c.categories),
+            }
+            for c in facts.consents
+        ],
+    }
+
+
+def _quasi_identifiers(order: ShareOrder, schema: Mapping[str, str]) -> list[dict[str, str]]:
+    """R16 input: per-record keyed digests of field values, for DE_IDENTIFIED shares only.
+
+    The key is random per request: digests only need to be comparable within one batch, and
+    nothing outside the gateway can link them to values.
+    """
+    if order.legal_basis != "DE_IDENTIFIED":
+        return []
+    key = os.urandom(32)
+    return [
+        {schema[name]: quasi_digest(key, value) for name, value in r.fields.items()}
+        for r in order.records
+    ]

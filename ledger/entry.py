@@ -1,0 +1,286 @@
+"""Ledger entries: the disclosure the gateway reports, and its canonical stored encoding.
+
+Encoding, version 1 (``ENTRY_VERSION``): UTF-8 JSON with keys sorted, no insignificant
+whitespace (``separators=(",", ":")``), non-ASCII characters kept as UTF-8 (no ``\\u``
+escapes), integers in decimal, byte strings as lowercase hex, the time as RFC 3339 UTC with
+exactly six fraction digits and a ``Z`` suffix, and ``"v": 1``. Tuples are JSON arrays; the
+subject pseudonym arrays are sorted and free of duplicates. ``decode_entry`` accepts only the
+exact bytes ``encode_entry`` would produce, so one entry has exactly one encoding and thus one
+leaf hash. A future version adds fields under a new ``v``; decoders reject unknown versions.
+
+The entry carries its own log ``index``, so a stored entry moved to another position (a swap)
+is detected by reading it alone. No subject id is ever encoded: only pseudonyms.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger.errors import InvalidArgumentError, LedgerCorruptionError
+
+ENTRY_VERSION = 1
+DECISIONS = frozenset({"ALLOW", "DENY"})
+MODES = frozenset({"", "share", "stage", "pull", "refused_call"})
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Disclosure:
+    """One disclosure decision as the gateway reports it; subject ids are still in clear.
+
+    The ledger pseudonymizes ``subject_ids`` and ``excluded_subject_ids`` before anything is
+    stored. Only ``time`` and ``decision`` are required so a refused call is easy to log.
+    """
+
+    time: datetime
+    decision: str
+    request_id: str = ""
+    rpc: str = ""
+    caller: str = ""
+    caller_role: str = ""
+    partner_id: str = ""
+    purpose: str = ""
+    action: str = ""
+    mode: str = ""
+    legal_basis: str = ""
+    legal_reference: str = ""
+    exemption_code: str = ""
+    reason_codes: tuple[str, ...] = ()
+    policy_revision: str = ""
+    record_type: str = ""
+    categories_disclosed: tuple[str, ...] = ()
+    categories_removed: tuple[str, ...] = ()
+    record_count: int = 0
+    subject_ids: tuple[str, ...] = ()
+    excluded_subject_ids: tuple[str, ...] = ()
+    payload_digest: bytes = b""
+    pseudonym_key_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Entry:
+    """A decoded ledger entry (version 1): a ``Disclosure`` with subjects as pseudonyms."""
+
+    index: int
+    time: datetime
+    decision: str
+    request_id: str = ""
+    rpc: str = ""
+    caller: str = ""
+    caller_role: str = ""
+    partner_id: str = ""
+    purpose: str = ""
+    action: str = ""
+    mode: str = ""
+    legal_basis: str = ""
+    legal_reference: str = ""
+    exemption_code: str = ""
+    reason_codes: tuple[str, ...] = ()
+    policy_revision: str = ""
+    record_type: str = ""
+    categories_disclosed: tuple[str, ...] = ()
+    categories_removed: tuple[str, ...] = ()
+    record_count: int = 0
+    subject_count: int = 0
+    excluded_count: int = 0
+    subjects: tuple[str, ...] = field(default=())
+    excluded_subjects: tuple[str, ...] = field(default=())
+    payload_digest: bytes = b""
+    pseudonym_key_id: str = ""
+    subject_key_id: str = ""
+    version: int = ENTRY_VERSION
+
+
+_STR_FIELDS = (
+    "request_id",
+    "rpc",
+    "caller",
+    "caller_role",
+    "partner_id",
+    "purpose",
+    "action",
+    "mode",
+    "legal_basis",
+    "legal_reference",
+    "exemption_code",
+    "decision",
+    "policy_revision",
+    "record_type",
+    "pseudonym_key_id",
+)
+_TUPLE_FIELDS = ("reason_codes", "categories_disclosed", "categories_removed")
+
+
+def format_time(t: datetime) -> str:
+    """Render an aware datetime as RFC 3339 UTC with microseconds (``...T12:00:00.000000Z``)."""
+    return t.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def time_micros(t: datetime) -> int:
+    """Return microseconds since the Unix epoch of an aware datetime (exact, no float)."""
+    delta = t.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"disclosure.{name} must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InvalidArgumentError(f"disclosure.{name} is not valid Unicode text") from e
+
+
+def validate_disclosure(d: Disclosure) -> None:
+    """Check a disclosure before it is queued, so one bad input cannot fail a whole batch.
+
+    Raises:
+        InvalidArgumentError: naming the first bad field (never its value).
+    """
+    if not isinstance(d, Disclosure):
+        raise InvalidArgumentError("append takes Disclosure objects")
+    if not isinstance(d.time, datetime) or d.time.tzinfo is None:
+        raise InvalidArgumentError("disclosure.time must be a timezone-aware datetime")
+    if d.decision not in DECISIONS:
+        raise InvalidArgumentError("disclosure.decision must be ALLOW or DENY")
+    if d.mode not in MODES:
+        raise InvalidArgumentError("disclosure.mode must be share, stage, pull or refused_call")
+    for name in _STR_FIELDS:
+        _check_text(name, getattr(d, name))
+    for name in (*_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids"):
+        values = getattr(d, name)
+        if not isinstance(values, tuple):
+            raise InvalidArgumentError(f"disclosure.{name} must be a tuple")
+        for v in values:
+            _check_text(name, v)
+    if not isinstance(d.record_count, int) or isinstance(d.record_count, bool):
+        raise InvalidArgumentError("disclosure.record_count must be an int")
+    if d.record_count < 0:
+        raise InvalidArgumentError("disclosure.record_count must be >= 0")
+    if not isinstance(d.payload_digest, bytes) or len(d.payload_digest) not in (0, 32):
+        raise InvalidArgumentError("disclosure.payload_digest must be 32 bytes or empty")
+
+
+def entry_from_disclosure(
+    d: Disclosure,
+    *,
+    index: int,
+    subjects: tuple[str, ...],
+    excluded_subjects: tuple[str, ...],
+    subject_key_id: str,
+) -> Entry:
+    """Build the entry stored for ``d`` at ``index`` with already-computed pseudonyms.
+
+    Pseudonym lists are deduplicated and sorted (so input order leaks nothing); the counts
+    are those of distinct subjects.
+    """
+    disclosed = tuple(sorted(set(subjects)))
+    excluded = tuple(sorted(set(excluded_subjects)))
+    return Entry(
+        index=index,
+        time=d.time,
+        decision=d.decision,
+        request_id=d.request_id,
+        rpc=d.rpc,
+        caller=d.caller,
+        caller_role=d.caller_role,
+        partner_id=d.partner_id,
+        purpose=d.purpose,
+        action=d.action,
+        mode=d.mode,
+        legal_basis=d.legal_basis,
+        legal_reference=d.legal_reference,
+        exemption_code=d.exemption_code,
+        reason_codes=d.reason_codes,
+        policy_revision=d.policy_revision,
+        record_type=d.record_type,
+        categories_disclosed=d.categories_disclosed,
+        categories_removed=d.categories_removed,
+        record_count=d.record_count,
+        subject_count=len(disclosed),
+        excluded_count=len(excluded),
+        subjects=disclosed,
+        excluded_subjects=excluded,
+        payload_digest=d.payload_digest,
+        pseudonym_key_id=d.pseudonym_key_id,
+        subject_key_id=subject_key_id,
+    )
+
+
+def _to_json_obj(e: Entry) -> dict[str, Any]:
+    obj: dict[str, Any] = {name: getattr(e, name) for name in _STR_FIELDS}
+    for name in _TUPLE_FIELDS:
+        obj[name] = list(getattr(e, name))
+    obj.update(
+        v=e.version,
+        index=e.index,
+        time=format_time(e.time),
+        record_count=e.record_count,
+        subject_count=e.subject_count,
+        excluded_count=e.excluded_count,
+        subjects=list(e.subjects),
+        excluded_subjects=list(e.excluded_subjects),
+        payload_digest=e.payload_digest.hex(),
+        subject_key_id=e.subject_key_id,
+    )
+    return obj
+
+
+def encode_entry(e: Entry) -> bytes:
+    """Return the canonical version-1 encoding of ``e`` (the leaf data)."""
+    return json.dumps(
+        _to_json_obj(e), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
+
+
+_KEYS = frozenset(
+    (
+        *_STR_FIELDS,
+        *_TUPLE_FIELDS,
+        "v",
+        "index",
+        "time",
+        "record_count",
+        "subject_count",
+        "excluded_count",
+        "subjects",
+        "excluded_subjects",
+        "payload_digest",
+        "subject_key_id",
+    )
+)
+
+
+def decode_entry(data: bytes) -> Entry:
+    """Decode canonical entry bytes.
+
+    Raises:
+        LedgerCorruptionError: the bytes are not the canonical encoding of a known version.
+    """
+    try:
+        obj = json.loads(data.decode("utf-8"))
+        if not isinstance(obj, dict) or obj.get("v") != ENTRY_VERSION:
+            raise ValueError("unknown entry version")
+        if set(obj) != _KEYS:
+            raise ValueError("unexpected or missing entry fields")
+        kwargs: dict[str, Any] = {name: obj[name] for name in _STR_FIELDS}
+        for name in (*_TUPLE_FIELDS, "subjects", "excluded_subjects"):
+            kwargs[name] = tuple(obj[name])
+        entry = Entry(
+            index=obj["index"],
+            time=datetime.strptime(obj["time"], _TIME_FORMAT).replace(tzinfo=UTC),
+            record_count=obj["record_count"],
+            subject_count=obj["subject_count"],
+            excluded_count=obj["excluded_count"],
+            payload_digest=bytes.fromhex(obj["payload_digest"]),
+            subject_key_id=obj["subject_key_id"],
+            **kwargs,
+        )
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        raise LedgerCorruptionError(f"entry does not decode: {e}") from e
+    if encode_entry(entry) != data:
+        raise LedgerCorruptionError("entry bytes are not in canonical form")
+    return entry

@@ -1,0 +1,99 @@
+"""Key files: the checkpoint signing key and the subject-pseudonym secret.
+
+Created on first start under ``keys_dir`` (directory mode 0700, files 0600, created with
+``O_EXCL`` so two processes starting at once cannot overwrite each other's key). Loading
+refuses files readable by group or others.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import stat
+from pathlib import Path
+
+from ledger.checkpoint import NoteSigner
+from ledger.errors import CheckpointFormatError, LedgerKeyError
+from ledger.pseudonym import SubjectKey
+
+SIGNING_KEY_FILE = "ledger-checkpoint.key"
+SUBJECT_KEY_FILE = "ledger-subject.key"
+
+
+def _read_private(path: Path) -> str:
+    try:
+        st = path.stat()
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise LedgerKeyError(f"{path} is accessible by group or others; chmod 600 it")
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as e:
+        raise LedgerKeyError(f"cannot read key file {path}: {e}") from e
+
+
+def _create_private(path: Path, content: str) -> bool:
+    """Write ``content`` to a new 0600 file; return False if it already exists."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    except OSError as e:
+        raise LedgerKeyError(f"cannot create key file {path}: {e}") from e
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise LedgerKeyError(f"cannot write key file {path}: {e}") from e
+    return True
+
+
+def load_signer(keys_dir: Path) -> NoteSigner:
+    """Load the checkpoint signing key.
+
+    Raises:
+        LedgerKeyError: missing, unsafe or malformed key file.
+    """
+    path = Path(keys_dir) / SIGNING_KEY_FILE
+    try:
+        return NoteSigner.from_skey(_read_private(path))
+    except CheckpointFormatError as e:
+        raise LedgerKeyError(f"malformed signing key {path}: {e.message}") from e
+
+
+def load_or_create_signer(keys_dir: Path, *, name: str) -> NoteSigner:
+    """Load the signing key, creating it on first start.
+
+    Raises:
+        LedgerKeyError: unsafe or malformed file, or a key for another name (origin).
+    """
+    path = Path(keys_dir) / SIGNING_KEY_FILE
+    if not path.exists():
+        try:
+            fresh = NoteSigner.generate(name)
+        except CheckpointFormatError as e:
+            raise LedgerKeyError(f"origin cannot be a key name: {e.message}") from e
+        _create_private(path, fresh.skey() + "\n")
+    signer = load_signer(keys_dir)
+    if signer.name != name:
+        raise LedgerKeyError(f"{path} signs for {signer.name!r}, not origin {name!r}")
+    return signer
+
+
+def load_or_create_subject_key(keys_dir: Path) -> SubjectKey:
+    """Load the subject-pseudonym secret, creating 32 random bytes on first start.
+
+    Raises:
+        LedgerKeyError: unsafe or malformed file.
+    """
+    path = Path(keys_dir) / SUBJECT_KEY_FILE
+    if not path.exists():
+        _create_private(path, base64.b64encode(os.urandom(32)).decode() + "\n")
+    text = _read_private(path)
+    try:
+        secret = base64.b64decode(text.strip(), validate=True)
+        return SubjectKey.from_secret(secret)
+    except (binascii.Error, ValueError) as e:
+        raise LedgerKeyError(f"malformed subject key {path}") from e

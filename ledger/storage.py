@@ -1,0 +1,305 @@
+"""Ledger storage: SQLModel tables, engines, append-only triggers, PostgreSQL provisioning.
+
+Tables (all prefixed ``ledger_``, since the gateway's registry shares the database):
+
+* ``ledger_sequencer``: one coordinator row (id 1) that every writer locks per batch
+  (``SELECT ... FOR UPDATE`` on PostgreSQL; on SQLite ``BEGIN IMMEDIATE`` is the lock). It is
+  never updated: the tree size is ``max(idx) + 1`` of ``ledger_entry``, read under the lock.
+* ``ledger_entry``: index, leaf hash, canonical bytes, and a few columns copied from the entry
+  for queries (``ledger verify`` checks the copies against the bytes).
+* ``ledger_node``: hash of every completed perfect subtree of level >= 1 (level 0 are the
+  entries' leaf hashes), written in the same transaction as the leaves that complete it.
+* ``ledger_checkpoint``: every signed checkpoint.
+* ``ledger_subject_index``: pseudonym -> entry index.
+* ``ledger_subject_salt``: per-subject salts keyed by a keyed hash of the subject id. The one
+  table that allows DELETE: deleting a salt is how a subject is forgotten (§五.(三)); no entry
+  or hash changes, so every proof still verifies.
+
+Triggers refuse UPDATE and DELETE on every other ledger table (and UPDATE on salts, and
+TRUNCATE on PostgreSQL). ``provision_postgres`` creates a role with only SELECT/INSERT (and
+DELETE on salts), which therefore cannot DROP or TRUNCATE the tables it does not own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlmodel import Field, SQLModel
+
+from ledger.errors import InvalidArgumentError, LedgerUnavailableError
+
+_metadata = sa.MetaData()
+
+
+class SequencerRow(SQLModel, table=True):
+    """The coordinator row locked by each append batch (never updated)."""
+
+    __tablename__ = "ledger_sequencer"
+    metadata = _metadata
+
+    id: int = Field(primary_key=True, sa_type=sa.Integer, sa_column_kwargs={"autoincrement": False})
+    origin: str
+    vkey: str
+    subject_key_id: str
+
+
+class EntryRow(SQLModel, table=True):
+    """One log entry."""
+
+    __tablename__ = "ledger_entry"
+    __table_args__ = (sa.Index("ledger_entry_partner", "partner_id", "idx"),)
+    metadata = _metadata
+
+    idx: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    leaf_hash: bytes = Field(sa_type=sa.LargeBinary)
+    data: bytes = Field(sa_type=sa.LargeBinary)
+    time_us: int = Field(sa_type=sa.BigInteger, index=True)
+    partner_id: str
+    purpose: str
+    action: str
+    decision: str
+
+
+class NodeRow(SQLModel, table=True):
+    """Hash of the perfect subtree ``(level, idx)``, level >= 1."""
+
+    __tablename__ = "ledger_node"
+    metadata = _metadata
+
+    level: int = Field(primary_key=True, sa_type=sa.SmallInteger, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    hash: bytes = Field(sa_type=sa.LargeBinary)
+
+
+class CheckpointRow(SQLModel, table=True):
+    """A signed checkpoint."""
+
+    __tablename__ = "ledger_checkpoint"
+    metadata = _metadata
+
+    size: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    root: bytes = Field(sa_type=sa.LargeBinary)
+    note: str = Field(sa_type=sa.Text)
+    created_us: int = Field(sa_type=sa.BigInteger)
+
+
+class SubjectIndexRow(SQLModel, table=True):
+    """Pseudonym -> entry index; ``excluded`` when the subject was left out of the share."""
+
+    __tablename__ = "ledger_subject_index"
+    metadata = _metadata
+
+    pseudonym: str = Field(primary_key=True, sa_type=sa.String(64))
+    idx: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    excluded: bool
+
+
+class SubjectSaltRow(SQLModel, table=True):
+    """A subject's salt, keyed by a keyed hash of the subject id. Deletable (forgetting)."""
+
+    __tablename__ = "ledger_subject_salt"
+    metadata = _metadata
+
+    salt_key: bytes = Field(primary_key=True, sa_type=sa.LargeBinary)
+    salt: bytes = Field(sa_type=sa.LargeBinary)
+
+
+sequencer_t: sa.Table = SequencerRow.__table__  # type: ignore[attr-defined]
+entry_t: sa.Table = EntryRow.__table__  # type: ignore[attr-defined]
+node_t: sa.Table = NodeRow.__table__  # type: ignore[attr-defined]
+checkpoint_t: sa.Table = CheckpointRow.__table__  # type: ignore[attr-defined]
+subject_index_t: sa.Table = SubjectIndexRow.__table__  # type: ignore[attr-defined]
+salt_t: sa.Table = SubjectSaltRow.__table__  # type: ignore[attr-defined]
+
+APPEND_ONLY_TABLES = (
+    "ledger_sequencer",
+    "ledger_entry",
+    "ledger_node",
+    "ledger_checkpoint",
+    "ledger_subject_index",
+)
+SALT_TABLE = "ledger_subject_salt"
+ALL_TABLES = (*APPEND_ONLY_TABLES, SALT_TABLE)
+WRITE = {"ledger_write": True}
+"""Execution option: on SQLite, the transaction starts with ``BEGIN IMMEDIATE``."""
+
+
+def is_sqlite(engine: Engine) -> bool:
+    """True when the engine talks to SQLite."""
+    return engine.dialect.name == "sqlite"
+
+
+def create_ledger_engine(url: str) -> Engine:
+    """Create an engine with the ledger's durability settings.
+
+    SQLite: WAL, ``synchronous=FULL`` (a commit is fsynced before it returns), a 30 s busy
+    timeout, and ``BEGIN IMMEDIATE`` for write transactions (the single-writer lock).
+    PostgreSQL: default (durable) commit, READ COMMITTED, pre-ping.
+
+    Raises:
+        InvalidArgumentError: the URL is not SQLite or PostgreSQL.
+        LedgerUnavailableError: the driver cannot be loaded.
+    """
+    try:
+        u = sa.make_url(url)
+    except sa.exc.ArgumentError as e:
+        raise InvalidArgumentError(f"bad ledger URL: {e}") from e
+    try:
+        if u.get_backend_name() == "sqlite":
+            engine = sa.create_engine(
+                u, connect_args={"check_same_thread": False, "timeout": 30.0}, pool_size=8
+            )
+            _configure_sqlite(engine)
+            return engine
+        if u.get_backend_name() == "postgresql":
+            return sa.create_engine(u, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    except (ImportError, sa.exc.SQLAlchemyError) as e:
+        raise LedgerUnavailableError(f"cannot create ledger engine: {e}") from e
+    raise InvalidArgumentError("ledger URL must be sqlite:// or postgresql+psycopg://")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control away from pysqlite so BEGIN is ours (SQLAlchemy recipe).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("ledger_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+_SQLITE_TRIGGERS = [
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t} "
+        f"BEGIN SELECT RAISE(ABORT, 'ledger is append-only: {op} on {t} refused'); END"
+        for t in APPEND_ONLY_TABLES
+        for op in ("UPDATE", "DELETE")
+    ),
+    f"CREATE TRIGGER IF NOT EXISTS {SALT_TABLE}_no_update BEFORE UPDATE ON {SALT_TABLE} "
+    f"BEGIN SELECT RAISE(ABORT, 'ledger is append-only: UPDATE on {SALT_TABLE} refused'); END",
+]
+
+_PG_FUNCTION = """
+CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'ledger is append-only: %% on %% refused', TG_OP, TG_TABLE_NAME
+    USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+
+def _pg_triggers() -> list[str]:
+    out = []
+    for t in ALL_TABLES:
+        ops = "UPDATE" if t == SALT_TABLE else "UPDATE OR DELETE"
+        out += [
+            f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}",
+            f"CREATE TRIGGER {t}_append_only BEFORE {ops} ON {t} "
+            "FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()",
+            f"DROP TRIGGER IF EXISTS {t}_no_truncate ON {t}",
+            f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()",
+        ]
+    return out
+
+
+def schema_exists(conn: Connection) -> bool:
+    """True when every ledger table exists."""
+    names = set(sa.inspect(conn).get_table_names())
+    return all(t in names for t in ALL_TABLES)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the ledger tables and append-only triggers if they are missing.
+
+    Raises:
+        LedgerUnavailableError: the database refused (e.g. a restricted role on an
+            unprovisioned database).
+    """
+    try:
+        with engine.connect() as conn:
+            if schema_exists(conn):
+                return
+        with engine.begin() as conn:
+            if not is_sqlite(engine):
+                # Serialize concurrent first starts of several processes.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262700)")
+            _metadata.create_all(conn, checkfirst=True)
+            if is_sqlite(engine):
+                for ddl in _SQLITE_TRIGGERS:
+                    conn.exec_driver_sql(ddl)
+            else:
+                conn.exec_driver_sql(_PG_FUNCTION)
+                for ddl in _pg_triggers():
+                    conn.exec_driver_sql(ddl)
+    except sa.exc.SQLAlchemyError as e:
+        raise LedgerUnavailableError(f"cannot create ledger schema: {e}") from e
+
+
+_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def provision_postgres(admin_url: str, *, role: str, password: str | None = None) -> None:
+    """Create the ledger schema as an admin and a restricted role for the gateway.
+
+    The role may SELECT and INSERT on ledger tables and DELETE salts (forgetting); it owns
+    nothing, so it cannot DROP, TRUNCATE or ALTER them, and the triggers refuse its UPDATEs and
+    DELETEs.
+
+    Args:
+        admin_url: URL of a role that may create tables and roles (the tables' owner).
+        role: Name of the role to create or update (lowercase identifier).
+        password: Login password; None for none (trust/peer auth).
+
+    Raises:
+        InvalidArgumentError: bad role name or not a PostgreSQL URL.
+        LedgerUnavailableError: the database refused.
+    """
+    if not _ROLE_RE.match(role):
+        raise InvalidArgumentError("role must be a lowercase SQL identifier")
+    engine = create_ledger_engine(admin_url)
+    if is_sqlite(engine):
+        raise InvalidArgumentError("provisioning applies to PostgreSQL only")
+    try:
+        create_schema(engine)
+        with engine.begin() as conn:
+            exists = conn.execute(
+                sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+            ).first()
+            if not exists:
+                conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+            if password is not None:
+                conn.execute(
+                    sa.text(f'ALTER ROLE "{role}" PASSWORD :p').bindparams(p=password)
+                )
+            tables = ", ".join(ALL_TABLES)
+            conn.exec_driver_sql(f'REVOKE ALL ON {tables} FROM "{role}"')
+            conn.exec_driver_sql(f'GRANT SELECT, INSERT ON {tables} TO "{role}"')
+            conn.exec_driver_sql(f'GRANT DELETE ON {SALT_TABLE} TO "{role}"')
+            # SELECT ... FOR UPDATE on the coordinator row needs UPDATE privilege in
+            # PostgreSQL; the trigger still refuses any actual UPDATE.
+            conn.exec_driver_sql(f'GRANT UPDATE ON ledger_sequencer TO "{role}"')
+    except sa.exc.SQLAlchemyError as e:
+        raise LedgerUnavailableError(f"cannot provision PostgreSQL: {e}") from e
+    finally:
+        engine.dispose()
+
+
+def chunked(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """Split ``seq`` into consecutive slices of at most ``size`` items (for IN lists)."""
+    return [seq[i : i + size] for i in range(0, len(seq), size)]

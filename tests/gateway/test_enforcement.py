@@ -1,0 +1,158 @@
+"""Enforcement: pure functions that execute a decision's obligations."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.enforcement import (
+    age_band,
+    age_in_years,
+    city,
+    payload_digest,
+    pseudonym,
+    subject_ref,
+    transform_record,
+)
+
+TODAY = date(2026, 11, 29)
+SCHEMA = {
+    "name": "user.name",
+    "phone": "user.contact.phone",
+    "account_id": "user.account.id",
+    "birth_date": "user.demographic.birth_date",
+    "tags": "user.profile.tags",
+    "location": "user.location.precise",
+}
+
+
+@dataclass(frozen=True)
+class Obl:
+    drop: frozenset[str] = frozenset()
+    pseudonymize: frozenset[str] = frozenset()
+    generalize: Mapping[str, str] = field(default_factory=dict)
+
+
+AD = Obl(
+    drop=frozenset({"user.name", "user.contact.phone"}),
+    pseudonymize=frozenset({"user.account.id"}),
+    generalize={"user.demographic.birth_date": "age_band", "user.location.precise": "city"},
+)
+RECORD = {
+    "name": "Li Wei",
+    "phone": "+86 138 0013 1001",
+    "account_id": "acct-1001",
+    "birth_date": "1990-04-12",
+    "tags": "outdoor,coffee",
+    "location": "Shanghai@31.2304,121.4737",
+}
+
+
+def test_ad_obligations_strip_identity_and_generalize() -> None:
+    """An ad share keeps tags, an age band and a city, pseudonymizes the account id, drops the rest."""
+    t = transform_record(RECORD, SCHEMA, AD, key=b"k" * 32, today=TODAY)
+    assert t.fields == {
+        "account_id": pseudonym(b"k" * 32, "user.account.id", "acct-1001"),
+        "age_band": "35-44",
+        "tags": "outdoor,coffee",
+        "city": "Shanghai",
+    }
+    assert t.removed == {
+        "user.name",
+        "user.contact.phone",
+        "user.demographic.birth_date",
+        "user.location.precise",
+    }
+    assert t.disclosed == {
+        "user.account.id",
+        "user.demographic.age_band",
+        "user.profile.tags",
+        "user.location.city",
+    }
+
+
+def test_no_obligations_discloses_the_record_unchanged() -> None:
+    """Without obligations every field leaves as it came."""
+    t = transform_record(RECORD, SCHEMA, Obl(), key=b"k" * 32, today=TODAY)
+    assert t.fields == RECORD
+    assert t.removed == frozenset()
+
+
+def test_removal_wins_over_pseudonymization_and_generalization() -> None:
+    """A category both dropped and pseudonymized/generalized is dropped."""
+    obl = Obl(
+        drop=frozenset({"user.account.id", "user.demographic.birth_date"}),
+        pseudonymize=frozenset({"user.account.id"}),
+        generalize={"user.demographic.birth_date": "age_band"},
+    )
+    t = transform_record(RECORD, SCHEMA, obl, key=b"k" * 32, today=TODAY)
+    assert "account_id" not in t.fields and "age_band" not in t.fields
+
+
+def test_unknown_generalizer_removes_the_field() -> None:
+    """A generalizer the gateway does not know fails closed: the field is removed."""
+    obl = Obl(generalize={"user.demographic.birth_date": "zodiac_sign"})
+    t = transform_record(RECORD, SCHEMA, obl, key=b"k" * 32, today=TODAY)
+    assert "birth_date" not in t.fields and "zodiac_sign" not in t.fields
+    assert "user.demographic.birth_date" in t.removed
+
+
+def test_age_bands_follow_birthdays() -> None:
+    """Age is counted in whole years at today; bands cover children, adults and 65+."""
+    assert age_in_years("2012-11-29", TODAY) == 14
+    assert age_in_years("2012-11-30", TODAY) == 13
+    assert age_band("2012-11-30", TODAY) == "0-13"
+    assert age_band("2010-01-01", TODAY) == "14-17"
+    assert age_band("1950-01-01", TODAY) == "65+"
+    assert age_band("not-a-date", TODAY) is None
+    assert age_band("2030-01-01", TODAY) is None
+
+
+def test_city_needs_a_city_part() -> None:
+    """A precise location generalizes to its city; a bare coordinate cannot and is dropped."""
+    assert city("Shenzhen@22.5,114.0", TODAY) == "Shenzhen"
+    assert city("22.5,114.0", TODAY) is None
+    assert city("@22.5,114.0", TODAY) is None
+
+
+@given(st.text(), st.binary(min_size=16, max_size=64), st.binary(min_size=16, max_size=64))
+def test_pseudonyms_are_stable_per_key_and_differ_between_keys(
+    value: str, k1: bytes, k2: bytes
+) -> None:
+    """Same key and value give the same pseudonym; two partners' keys give different ones."""
+    assert pseudonym(k1, "user.account.id", value) == pseudonym(k1, "user.account.id", value)
+    if k1 != k2:
+        assert pseudonym(k1, "user.account.id", value) != pseudonym(k2, "user.account.id", value)
+    assert subject_ref(k1, value) == pseudonym(k1, "user.account.id", value)
+
+
+_fields = st.dictionaries(st.sampled_from(sorted(SCHEMA)), st.text(max_size=20))
+_cats = st.frozensets(st.sampled_from(sorted(set(SCHEMA.values()))))
+
+
+@given(_fields, _cats, _cats)
+def test_dropped_categories_never_survive_and_removal_is_idempotent(
+    fields: dict[str, str], drop: frozenset[str], pseudo: frozenset[str]
+) -> None:
+    """No field of a dropped category survives; applying the obligations again changes nothing."""
+    obl = Obl(drop=drop, pseudonymize=pseudo - drop)
+    once = transform_record(fields, SCHEMA, obl, key=b"k" * 32, today=TODAY)
+    assert not any(SCHEMA[n] in drop for n in once.fields)
+    for name, value in once.fields.items():
+        if SCHEMA[name] in obl.pseudonymize:
+            assert value != fields[name] or value.startswith("ps_")
+    kept = {n: v for n, v in once.fields.items() if n in SCHEMA}
+    again = transform_record(kept, SCHEMA, Obl(drop=drop), key=b"k" * 32, today=TODAY)
+    assert again.fields == kept
+
+
+def test_payload_digest_is_canonical() -> None:
+    """The digest ignores key order but not values or record order."""
+    a = payload_digest([("r1", {"a": "1", "b": "2"}), ("r2", {"c": "3"})])
+    b = payload_digest([("r1", {"b": "2", "a": "1"}), ("r2", {"c": "3"})])
+    c = payload_digest([("r2", {"c": "3"}), ("r1", {"a": "1", "b": "2"})])
+    assert a == b and a != c and len(a) == 32

@@ -1,0 +1,232 @@
+"""The share path end to end: a real server on port 0, real mTLS channels, the demo registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from gateway.testing import RunningGateway, running_gateway
+from partner_gateway.v1 import share_pb2, share_pb2_grpc
+
+DEMO = json.loads(
+    (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
+)
+
+
+def profile(subject_id: str, *fields: str) -> share_pb2.Record:
+    """The demo customer_profile record of ``subject_id`` restricted to ``fields``."""
+    rec = next(r for r in DEMO["customer_profile"] if r["subject_id"] == subject_id)
+    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
+
+
+AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
+
+
+def ad_request(partner: str, *subjects: str, fields: tuple[str, ...] = AD_FIELDS) -> share_pb2.ShareRequest:
+    return share_pb2.ShareRequest(
+        recipient_id=partner,
+        purpose="ad_delivery",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
+        record_type="customer_profile",
+        records=[profile(s, *fields) for s in subjects],
+    )
+
+
+def delivery_request() -> share_pb2.ShareRequest:
+    rec = DEMO["delivery_order"][0]
+    return share_pb2.ShareRequest(
+        recipient_id="logiship",
+        purpose="delivery",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
+        record_type="delivery_order",
+        records=[
+            share_pb2.Record(
+                subject_id=rec["subject_id"],
+                order_id=rec["order_id"],
+                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
+            )
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
+    with running_gateway(tmp_path_factory.mktemp("gw")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def share(gw: RunningGateway) -> share_pb2_grpc.ShareServiceStub:
+    return share_pb2_grpc.ShareServiceStub(gw.channel("service", "checkout"))
+
+
+def denied(call: Any) -> tuple[grpc.StatusCode, str, list[Any]]:
+    """Code, message and unpacked rich details of a failed call."""
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    err = info.value
+    status = rpc_status.from_call(err)
+    details: list[Any] = []
+    for d in status.details if status else []:
+        for cls in (share_pb2.Decision, share_pb2.DisclosureReceipt, error_details_pb2.ErrorInfo):
+            if d.Is(cls.DESCRIPTOR):
+                msg = cls()
+                d.Unpack(msg)
+                details.append(msg)
+    return err.code(), err.details() or "", details
+
+
+def test_gateway_answers_health_serving(gw: RunningGateway) -> None:
+    """The server reports SERVING over gRPC health checking."""
+    stub = health_pb2_grpc.HealthStub(gw.channel("service", "checkout"))
+    assert stub.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_logistics_vendor_gets_name_phone_and_address(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """A logistics vendor receives what delivery needs, and the decision is in the ledger."""
+    resp = share.Share(delivery_request())
+    assert resp.decision.allowed
+    [record] = resp.records
+    assert {"name", "phone", "address"} <= set(record.fields)
+    assert record.fields["name"] == "Li Wei"
+    assert record.subject_id != "u1001"  # the subject id always leaves as a per-partner pseudonym
+    entry = gw.gateway.ledger.get_entry(resp.receipt.ledger_index)
+    assert entry.leaf_hash == resp.receipt.leaf_hash
+    assert entry.entry.partner_id == "logiship"
+    assert entry.entry.decision == "ALLOW"
+    assert entry.entry.payload_digest == resp.receipt.payload_digest
+
+
+def test_ad_partner_gets_tags_age_band_and_pseudonyms_only(
+    share: share_pb2_grpc.ShareServiceStub,
+) -> None:
+    """An ad partner gets interest tags, an age band and pseudonymous ids, never name/phone/address."""
+    resp = share.Share(ad_request("adco", "u1001"))
+    assert resp.decision.allowed
+    [record] = resp.records
+    fields = dict(record.fields)
+    assert fields["tags"] == "outdoor,coffee,running"
+    assert fields["age_band"] == "35-44"
+    assert "birth_date" not in fields
+    assert fields["account_id"].startswith("ps_") and fields["account_id"] != "acct-1001"
+    assert fields["device_id"].startswith("ps_") and fields["device_id"] != "dev-a1b2c3"
+    assert not {"name", "phone", "address"} & set(fields)
+    assert resp.receipt.pseudonym_key_id
+
+
+def test_pseudonyms_are_stable_per_partner_and_differ_between_partners(
+    share: share_pb2_grpc.ShareServiceStub,
+) -> None:
+    """Two shares to one ad partner give the same pseudonym; another ad partner gets another."""
+    first = share.Share(ad_request("adco", "u1001")).records[0].fields["account_id"]
+    again = share.Share(ad_request("adco", "u1001")).records[0].fields["account_id"]
+    other = share.Share(ad_request("admetrics", "u1001")).records[0].fields["account_id"]
+    assert first == again
+    assert first != other
+
+
+def test_asking_an_ad_partner_for_phone_is_refused_naming_the_category(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """Requesting the phone number for an ad partner is PERMISSION_DENIED and names the category."""
+    code, message, details = denied(
+        lambda: share.Share(ad_request("adco", "u1001", fields=(*AD_FIELDS, "phone")))
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert "user.contact.phone" in message
+    decision = next(d for d in details if isinstance(d, share_pb2.Decision))
+    receipt = next(d for d in details if isinstance(d, share_pb2.DisclosureReceipt))
+    assert not decision.allowed
+    assert any(r.code.startswith("R4.") for r in decision.reasons)
+    entry = gw.gateway.ledger.get_entry(receipt.ledger_index)
+    assert entry.entry.decision == "DENY"
+    assert entry.entry.record_count == 0
+
+
+def test_opted_out_subject_is_left_out_of_an_ad_share(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """A subject who opted out of personalised ads is excluded, the others are shared."""
+    resp = share.Share(ad_request("adco", "u1001", "u1002"))
+    assert resp.decision.allowed
+    assert len(resp.records) == 1
+    [excluded] = resp.decision.excluded_subjects
+    assert excluded.subject_id == "u1002"
+    assert any(r.code.startswith("R13") for r in excluded.reasons)
+    entry = gw.gateway.ledger.get_entry(resp.receipt.ledger_index).entry
+    assert entry.subject_count == 1
+    assert len(entry.excluded_subjects) == 1
+
+
+def test_unknown_partner_is_refused_and_recorded(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """A share to an unregistered partner is refused (R2) and the refusal is in the ledger."""
+    code, message, details = denied(lambda: share.Share(ad_request("nobody-inc", "u1001")))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert "R2." in message
+    receipt = next(d for d in details if isinstance(d, share_pb2.DisclosureReceipt))
+    assert gw.gateway.ledger.get_entry(receipt.ledger_index).entry.partner_id == "nobody-inc"
+
+
+def test_unknown_field_is_invalid_argument_with_a_reason(
+    share: share_pb2_grpc.ShareServiceStub,
+) -> None:
+    """A field outside the record schema is INVALID_ARGUMENT naming the field."""
+    req = ad_request("adco", "u1001")
+    req.records[0].fields["shoe_size"] = "42"
+    code, message, details = denied(lambda: share.Share(req))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "shoe_size" in message
+    info = next(d for d in details if isinstance(d, error_details_pb2.ErrorInfo))
+    assert info.reason == "request.unknown_field"
+
+
+def test_evaluate_decides_without_disclosing_or_recording(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """Evaluate returns the decision only; the ledger does not grow."""
+    before = gw.gateway.ledger.size
+    resp = share.Evaluate(ad_request("adco", "u1001", "u1002"))
+    assert resp.decision.allowed
+    assert [e.subject_id for e in resp.decision.excluded_subjects] == ["u1002"]
+    assert gw.gateway.ledger.size == before
+
+
+def test_share_stream_decides_once_for_the_whole_batch(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """A bulk stream gets one decision, one ledger entry, and every allowed record back."""
+    header = ad_request("adco", "u1001")
+    chunks = [share_pb2.ShareChunk(header=header)] + [
+        share_pb2.ShareChunk(records=[profile(s, *AD_FIELDS)]) for s in ("u1007", "u1002")
+    ]
+    responses = list(share.ShareStream(iter(chunks)))
+    summary = responses[0].summary
+    assert summary.decision.allowed
+    records = [r for resp in responses[1:] for r in resp.records]
+    assert len(records) == 2  # u1001 and u1007; u1002 opted out
+    assert gw.gateway.ledger.get_entry(summary.receipt.ledger_index).entry.record_count == 2
+
+
+def test_caller_without_identity_is_unauthenticated(gw: RunningGateway) -> None:
+    """A TLS client without a client certificate cannot even reach the service."""
+    from gateway.security.tls import channel_credentials
+
+    channel = grpc.secure_channel(gw.address, channel_credentials(ca=gw.pki / "ca.crt"))
+    stub = share_pb2_grpc.ShareServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Share(ad_request("adco", "u1001"), timeout=5)
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)

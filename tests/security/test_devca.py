@@ -1,0 +1,66 @@
+"""The dev CA and ``share-gateway certs``."""
+
+from __future__ import annotations
+
+import importlib.util
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from typer.testing import CliRunner
+
+from gateway.security.devca import DEMO_PARTNERS, init_dev_pki
+from gateway.security.tokens import TokenStore
+
+
+def _certs_app():  # type: ignore[no-untyped-def]
+    # Loaded by path so this test does not depend on the rest of the CLI package.
+    path = Path(__file__).resolve().parents[2] / "gateway" / "cli" / "certs.py"
+    spec = importlib.util.spec_from_file_location("_certs_cli", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def test_init_writes_demo_identities_with_private_keys(tmp_path: Path) -> None:
+    """certs init writes CA, server and every demo identity; keys 0600, directory 0700."""
+    out = tmp_path / "certs"
+    result = CliRunner().invoke(_certs_app(), ["init", "--dir", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    for partner in DEMO_PARTNERS:
+        assert {f"partner-{partner}.crt", f"partner-{partner}.key"} <= names
+    assert {"ca.crt", "server.crt", "service-checkout.crt", "auditor-audit-team.crt"} <= names
+    assert "admin-ops.crt" in names
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in out.glob("*.key"))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+
+
+def test_client_certificate_carries_one_spiffe_uri(tmp_path: Path) -> None:
+    """A partner certificate names itself by a SAN URI in the trust domain."""
+    init_dev_pki(tmp_path, partners=["adco"], services=[], auditors=[], admins=[])
+    cert = x509.load_pem_x509_certificate((tmp_path / "partner-adco.crt").read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    assert uris == ["spiffe://share-gateway.local/partner/adco"]
+
+
+def test_rerun_reuses_the_ca(tmp_path: Path) -> None:
+    """Running init twice keeps the CA, so certificates issued earlier stay valid."""
+    init_dev_pki(tmp_path, partners=[], services=[], auditors=[], admins=[])
+    ca = (tmp_path / "ca.crt").read_bytes()
+    init_dev_pki(tmp_path, partners=["new-partner"], services=[], auditors=[], admins=[])
+    assert (tmp_path / "ca.crt").read_bytes() == ca
+
+
+def test_mint_token_prints_token_once_and_stores_hash(tmp_path: Path) -> None:
+    """certs mint-token prints a token that verifies against the file."""
+    tokens = tmp_path / "tokens.json"
+    args = ["mint-token", "svc:checkout", "--role", "service", "--tokens-file", str(tokens)]
+    result = CliRunner().invoke(_certs_app(), args)
+    assert result.exit_code == 0, result.output
+    token = result.output.strip()
+    assert token not in tokens.read_text()
+    principal = TokenStore.from_file(tokens).verify(token)
+    assert principal is not None and principal.id == "svc:checkout"
