@@ -67,6 +67,10 @@ def _abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
     raise AssertionError("unreachable")  # abort always raises
 
 
+#: Never turned into a status: interpreter shutdown and generator close must propagate.
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
 def _already_aborted(context: grpc.ServicerContext) -> bool:
     state = getattr(context, "_state", None)
     return bool(getattr(state, "aborted", False))
@@ -78,7 +82,9 @@ def map_errors_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any]
     def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
         try:
             return behavior(request_or_iterator, context)
-        except Exception as e:
+        except _PASS_THROUGH:
+            raise
+        except BaseException as e:  # native extensions (pyo3) panic with a BaseException
             if _already_aborted(context):
                 raise
             _abort(context, e)
@@ -94,7 +100,9 @@ def map_errors_stream(
     def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from behavior(request_or_iterator, context)
-        except Exception as e:
+        except _PASS_THROUGH:
+            raise
+        except BaseException as e:  # native extensions (pyo3) panic with a BaseException
             if _already_aborted(context):
                 raise
             _abort(context, e)

@@ -23,7 +23,7 @@ from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
 from gateway.registry import Registry
 from gateway.security.authn import Authenticator
-from gateway.security.devca import DEFAULT_TRUST_DOMAIN
+from gateway.security.devca import DEFAULT_TRUST_DOMAIN, init_dev_pki
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.identity import Principal
 from gateway.security.keys import PseudonymKeys
@@ -33,7 +33,7 @@ from gateway.services.admin import AdminServicer
 from gateway.services.share import ShareServicer
 from gateway.settings import Settings
 from gateway.sharing import Sharing
-from ledger import Disclosure, Ledger
+from ledger import Disclosure, Ledger, LedgerError
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
 
 _log = structlog.get_logger("gateway.server")
@@ -159,6 +159,35 @@ def create_server(gateway: Gateway) -> tuple[grpc.Server, int, health.HealthServ
     return server, port, health_servicer
 
 
+def with_dev_pki(settings: Settings) -> Settings:
+    """Serve with the development CA under ``data_dir/pki`` (created on first use), mTLS on.
+
+    Used when no certificate is configured and plaintext is not asked for, so the embedded
+    default is never plaintext and a newcomer can talk to it with the demo client certs.
+    """
+    pki = settings.data_dir / "pki"
+    if not (pki / "server.crt").exists():
+        init_dev_pki(pki)
+    tls = settings.tls.model_copy(
+        update={
+            "cert_file": pki / "server.crt",
+            "key_file": pki / "server.key",
+            "client_ca_file": pki / "ca.crt",
+            "require_client_cert": True,
+        }
+    )
+    return settings.model_copy(update={"tls": tls})
+
+
+def _publish_checkpoints(ledger: Ledger, interval_s: float, stop: threading.Event) -> None:
+    """Sign a checkpoint every ``interval_s`` while the log grows (tessera's publisher)."""
+    while not stop.wait(interval_s):
+        try:
+            ledger.checkpoint()
+        except LedgerError as e:  # a later round retries; the ledger itself stays consistent
+            _log.warning("ledger.checkpoint_failed", reason=e.reason)
+
+
 def serve(settings: Settings) -> None:
     """Run a gateway until SIGINT/SIGTERM, then drain and shut down gracefully."""
     gateway = Gateway.open(settings)
@@ -171,6 +200,14 @@ def serve(settings: Settings) -> None:
             interval_s=settings.policy.watch_interval_s,
         )
         watcher.start()
+    stop = threading.Event()
+    if settings.ledger.checkpoint_interval_s > 0:
+        threading.Thread(
+            target=_publish_checkpoints,
+            args=(gateway.ledger, settings.ledger.checkpoint_interval_s, stop),
+            name="checkpointer",
+            daemon=True,
+        ).start()
     server.start()
     host = settings.listen.rpartition(":")[0]
     _log.info(
@@ -181,8 +218,6 @@ def serve(settings: Settings) -> None:
         ledger_size=gateway.ledger.size,
         verifier_key=gateway.ledger.verifier_key,
     )
-    stop = threading.Event()
-
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         _log.info("gateway.stopping", signal=signal.Signals(signum).name)
         stop.set()

@@ -13,8 +13,7 @@ from typing import Any
 
 import grpc
 
-from gateway.cli.serve import dev_pki_settings
-from gateway.server import Gateway, create_server
+from gateway.server import Gateway, create_server, with_dev_pki
 from gateway.security.tls import channel_credentials
 from gateway.settings import Settings
 
@@ -52,7 +51,7 @@ def running_gateway(data_dir: Path, **overrides: Any) -> Iterator[RunningGateway
         env={},
         overrides={"listen": "127.0.0.1:0", "data_dir": str(data_dir), **overrides},
     )
-    settings = dev_pki_settings(settings)
+    settings = with_dev_pki(settings)
     gateway = Gateway.open(settings)
     server, port, _health = create_server(gateway)
     server.start()

@@ -24,7 +24,6 @@ from ledger.errors import InvalidArgumentError, LedgerCorruptionError
 ENTRY_VERSION = 1
 DECISIONS = frozenset({"ALLOW", "DENY"})
 MODES = frozenset({"", "share", "stage", "pull", "refused_call"})
-_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -112,11 +111,20 @@ _STR_FIELDS = (
     "pseudonym_key_id",
 )
 _TUPLE_FIELDS = ("reason_codes", "categories_disclosed", "categories_removed")
+_LIST_FIELDS = (*_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids")
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def format_time(t: datetime) -> str:
     """Render an aware datetime as RFC 3339 UTC with microseconds (``...T12:00:00.000000Z``)."""
-    return t.astimezone(UTC).strftime(_TIME_FORMAT)
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def _parse_time(s: str) -> datetime:
+    # Exactness is enforced by the re-encoding check in decode_entry.
+    if not s.endswith("Z"):
+        raise ValueError("time must end with Z")
+    return datetime.fromisoformat(s[:-1]).replace(tzinfo=UTC)
 
 
 def time_micros(t: datetime) -> int:
@@ -125,11 +133,12 @@ def time_micros(t: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _check_text(name: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise InvalidArgumentError(f"disclosure.{name} must be a string")
+def _check_text(name: str, values: list[object]) -> None:
+    for v in values:
+        if type(v) is not str:
+            raise InvalidArgumentError(f"disclosure.{name} must be text")
     try:
-        value.encode("utf-8")
+        "".join(values).encode("utf-8")  # type: ignore[arg-type]
     except UnicodeEncodeError as e:
         raise InvalidArgumentError(f"disclosure.{name} is not valid Unicode text") from e
 
@@ -148,14 +157,22 @@ def validate_disclosure(d: Disclosure) -> None:
         raise InvalidArgumentError("disclosure.decision must be ALLOW or DENY")
     if d.mode not in MODES:
         raise InvalidArgumentError("disclosure.mode must be share, stage, pull or refused_call")
-    for name in _STR_FIELDS:
-        _check_text(name, getattr(d, name))
-    for name in (*_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids"):
+    # One pass over all text (checked per field only when the pass fails): this runs in
+    # every caller's thread, so it is kept cheap.
+    texts: list[object] = [getattr(d, name) for name in _STR_FIELDS]
+    for name in _LIST_FIELDS:
         values = getattr(d, name)
-        if not isinstance(values, tuple):
+        if type(values) is not tuple:
             raise InvalidArgumentError(f"disclosure.{name} must be a tuple")
-        for v in values:
-            _check_text(name, v)
+        texts.extend(values)
+    try:
+        _check_text("text", texts)
+    except InvalidArgumentError:
+        for name in _STR_FIELDS:
+            _check_text(name, [getattr(d, name)])
+        for name in _LIST_FIELDS:
+            _check_text(name, list(getattr(d, name)))
+        raise
     if not isinstance(d.record_count, int) or isinstance(d.record_count, bool):
         raise InvalidArgumentError("disclosure.record_count must be an int")
     if d.record_count < 0:
@@ -231,9 +248,7 @@ def _to_json_obj(e: Entry) -> dict[str, Any]:
 
 def encode_entry(e: Entry) -> bytes:
     """Return the canonical version-1 encoding of ``e`` (the leaf data)."""
-    return json.dumps(
-        _to_json_obj(e), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
+    return _ENCODER.encode(_to_json_obj(e)).encode("utf-8")
 
 
 _KEYS = frozenset(
@@ -271,7 +286,7 @@ def decode_entry(data: bytes) -> Entry:
             kwargs[name] = tuple(obj[name])
         entry = Entry(
             index=obj["index"],
-            time=datetime.strptime(obj["time"], _TIME_FORMAT).replace(tzinfo=UTC),
+            time=_parse_time(obj["time"]),
             record_count=obj["record_count"],
             subject_count=obj["subject_count"],
             excluded_count=obj["excluded_count"],

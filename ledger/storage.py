@@ -56,7 +56,9 @@ class EntryRow(SQLModel, table=True):
     __table_args__ = (sa.Index("ledger_entry_partner", "partner_id", "idx"),)
     metadata = _metadata
 
-    idx: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     leaf_hash: bytes = Field(sa_type=sa.LargeBinary)
     data: bytes = Field(sa_type=sa.LargeBinary)
     time_us: int = Field(sa_type=sa.BigInteger, index=True)
@@ -72,8 +74,12 @@ class NodeRow(SQLModel, table=True):
     __tablename__ = "ledger_node"
     metadata = _metadata
 
-    level: int = Field(primary_key=True, sa_type=sa.SmallInteger, sa_column_kwargs={"autoincrement": False})
-    idx: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    level: int = Field(
+        primary_key=True, sa_type=sa.SmallInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    idx: int = Field(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     hash: bytes = Field(sa_type=sa.LargeBinary)
 
 
@@ -83,7 +89,9 @@ class CheckpointRow(SQLModel, table=True):
     __tablename__ = "ledger_checkpoint"
     metadata = _metadata
 
-    size: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    size: int = Field(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     root: bytes = Field(sa_type=sa.LargeBinary)
     note: str = Field(sa_type=sa.Text)
     created_us: int = Field(sa_type=sa.BigInteger)
@@ -96,7 +104,9 @@ class SubjectIndexRow(SQLModel, table=True):
     metadata = _metadata
 
     pseudonym: str = Field(primary_key=True, sa_type=sa.String(64))
-    idx: int = Field(primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False})
+    idx: int = Field(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
     excluded: bool
 
 
@@ -284,9 +294,7 @@ def provision_postgres(admin_url: str, *, role: str, password: str | None = None
             if not exists:
                 conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
             if password is not None:
-                conn.execute(
-                    sa.text(f'ALTER ROLE "{role}" PASSWORD :p').bindparams(p=password)
-                )
+                conn.execute(sa.text(f'ALTER ROLE "{role}" PASSWORD :p').bindparams(p=password))
             tables = ", ".join(ALL_TABLES)
             conn.exec_driver_sql(f'REVOKE ALL ON {tables} FROM "{role}"')
             conn.exec_driver_sql(f'GRANT SELECT, INSERT ON {tables} TO "{role}"')

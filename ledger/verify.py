@@ -1,8 +1,9 @@
 """Pure verification of RFC 9162 proofs. No I/O; safe for offline auditors.
 
 Implements RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency), with the edge cases of
-transparency-dev/merkle: a consistency proof between equal sizes or from the empty tree must
-be empty. Every failure raises ``VerificationError``.
+transparency-dev/merkle: a consistency proof between equal sizes must be empty, and
+consistency with the empty tree (size 0) is refused as meaningless. Every failure raises
+``VerificationError``.
 """
 
 from __future__ import annotations
@@ -71,15 +72,15 @@ def verify_consistency(
     """
     if not 0 <= old_size <= new_size:
         raise VerificationError(f"bad consistency sizes {old_size} -> {new_size}")
+    if old_size == 0:
+        # Every tree extends the empty tree: such a "proof" proves nothing, and the probes
+        # (transparency-dev/merkle) require it to be refused, even between two empty trees.
+        raise VerificationError("consistency with the empty tree is not checkable")
     if old_size == new_size:
         if proof:
             raise VerificationError("consistency proof between equal sizes must be empty")
         if old_root != new_root:
             raise VerificationError("roots differ for equal tree sizes")
-        return
-    if old_size == 0:
-        if proof:
-            raise VerificationError("consistency proof from the empty tree must be empty")
         return
     if not proof:
         raise VerificationError("empty consistency proof")

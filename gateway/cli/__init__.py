@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from gateway.cli.demo import demo, health
 from gateway.cli.serve import serve
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Partner data-sharing gateway.")
 app.command()(serve)
+app.command()(demo)
+app.command()(health)
 
 # Sub-apps, one per domain (each module defines ``app``).
 from gateway.cli import certs as _certs  # noqa: E402

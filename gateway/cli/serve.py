@@ -9,29 +9,8 @@ import typer
 
 from gateway.errors import GatewayError
 from gateway.logs import configure_logging
-from gateway.security.devca import init_dev_pki
 from gateway.settings import Settings
 from ledger import LedgerError
-
-
-def dev_pki_settings(settings: Settings) -> Settings:
-    """Serve with the development CA under ``data_dir/pki`` (created on first use), mTLS on.
-
-    Used when no certificate is configured and plaintext is not asked for, so the embedded
-    default is never plaintext and a newcomer can talk to it with the demo client certs.
-    """
-    pki = settings.data_dir / "pki"
-    if not (pki / "server.crt").exists():
-        init_dev_pki(pki)
-    tls = settings.tls.model_copy(
-        update={
-            "cert_file": pki / "server.crt",
-            "key_file": pki / "server.key",
-            "client_ca_file": pki / "ca.crt",
-            "require_client_cert": True,
-        }
-    )
-    return settings.model_copy(update={"tls": tls})
 
 
 def serve(
@@ -50,12 +29,13 @@ def serve(
     if plaintext:
         overrides["plaintext"] = True
     from gateway.server import serve as run
+    from gateway.server import with_dev_pki
 
     try:
         settings = Settings.load(config, overrides=overrides)
         configure_logging(level=settings.log_level, json=settings.log_json)
         if settings.tls.cert_file is None and not settings.plaintext:
-            settings = dev_pki_settings(settings)
+            settings = with_dev_pki(settings)
         run(settings)
     except (GatewayError, LedgerError) as e:
         typer.echo(f"share-gateway: {e}", err=True)

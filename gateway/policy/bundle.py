@@ -63,9 +63,7 @@ def _served_files(root: Path) -> list[Path]:
         for p in root.rglob("*")
         if p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and (
-            (p.suffix == ".rego" and not p.name.endswith(TEST_SUFFIX)) or p.name == "data.json"
-        )
+        and ((p.suffix == ".rego" and not p.name.endswith(TEST_SUFFIX)) or p.name == "data.json")
     ]
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 

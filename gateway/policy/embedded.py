@@ -1,11 +1,13 @@
 """The in-process engine: regorus (Microsoft's Rust Rego engine), see docs/adr/0001.
 
 Invariants:
-- A bundle is compiled once per revision into a prototype ``regorus.Engine``; each thread
-  evaluates on its own ``clone()`` of the prototype of the revision it picked up, so no
-  engine object is ever used by two threads at once.
-- ``reload`` builds and probes the new prototype completely before one attribute
-  assignment swaps it in; a request already running keeps its clone and its revision.
+- regorus engines are *unsendable* (pyo3): one may only be used, cloned and dropped on the
+  thread that created it. So ``reload`` compiles and probes the new bundle on its own
+  thread (and drops that engine there), then one attribute assignment swaps in the
+  validated bundle; each worker thread compiles that bundle once into its own engine
+  (kept in a thread-local, keyed by revision) and evaluates on it for every request.
+- A request already running keeps its engine and its revision; the next request on that
+  thread compiles the new revision.
 """
 
 from __future__ import annotations
@@ -26,13 +28,64 @@ from gateway.policy.decision import DECISION_PATH, PolicyDecision, parse_decisio
 os.environ.setdefault("RUST_BACKTRACE", "0")
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 
-import regorus  # noqa: E402
+import regorus
 
 _UNDEFINED = '"<undefined>"'
 
-#: A contract-v1 input with nothing in it: evaluated at load to surface errors that
-#: regorus only reports at evaluation (unknown functions, type errors, missing entrypoint).
-PROBE_INPUT: Mapping[str, Any] = {"contract": "v1"}
+#: Inputs evaluated at load to surface errors that regorus only reports at evaluation
+#: (unknown functions, unscheduled comprehensions, a missing entrypoint): an empty one and
+#: one that reaches the allowing path and the AD_PARTNER obligations.
+PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
+    {"contract": "v1"},
+    {
+        "contract": "v1",
+        "today": "2026-01-01",
+        "caller": {"principal": "svc:probe", "role": "service"},
+        "request": {
+            "mode": "share",
+            "action": "SHARE",
+            "purpose": "ad_delivery",
+            "legal_basis": {"kind": "AUTHORIZED_PARTNER", "reference": "", "exemption_code": ""},
+            "destination_region": "CN",
+            "categories": ["user.account.id", "user.demographic.birth_date"],
+            "quasi_identifiers": [],
+        },
+        "recipient": {
+            "id": "probe",
+            "kind": "AD_PARTNER",
+            "active": True,
+            "region": "CN",
+            "agreement": {
+                "purposes": ["ad_delivery"],
+                "categories": ["user.account.id", "user.demographic.birth_date"],
+                "expires": "2099-12-31",
+                "binds_policy": False,
+            },
+            "security_review_expires": "2099-12-31",
+            "dpa_expires": "2099-12-31",
+        },
+        "subjects": [
+            {
+                "ref": "0",
+                "age": 30,
+                "guardian_consent": False,
+                "ad_opt_out": False,
+                "consent_withdrawn": False,
+                "account_deleted": False,
+                "orders": [],
+                "consents": [
+                    {
+                        "recipient": "probe",
+                        "purpose": "",
+                        "scope": "IDENTIFIED_SHARING",
+                        "categories": ["user.account.id"],
+                    }
+                ],
+            },
+            {"ref": "1", "age": 9, "orders": [], "consents": []},
+        ],
+    },
+)
 
 
 def _first_line(e: BaseException) -> str:
@@ -79,8 +132,7 @@ def evaluate_raw(engine: Any, input_json: str, path: str = DECISION_PATH) -> Any
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    bundle: PolicyBundle
-    prototype: Any  # regorus.Engine; only cloned after the swap, never evaluated on
+    bundle: PolicyBundle  # validated: compiles and evaluates the probe input
 
     @property
     def revision(self) -> str:
@@ -113,22 +165,25 @@ class EmbeddedEngine:
 
     def _build(self) -> _Compiled:
         bundle = load_bundle(self._dir)
-        prototype = compile_bundle(bundle)
-        probe = prototype.clone()
+        probe = compile_bundle(bundle)  # created and dropped on this thread
         try:
-            parse_decision(
-                evaluate_raw(probe, json.dumps(PROBE_INPUT)), revision=bundle.revision
-            )
+            for probe_input in PROBE_INPUTS:
+                parse_decision(
+                    evaluate_raw(probe, json.dumps(probe_input)), revision=bundle.revision
+                )
         except PolicyEngineError as e:
             raise PolicyLoadError(f"policy bundle does not evaluate: {e.message}") from e
-        return _Compiled(bundle=bundle, prototype=prototype)
+        return _Compiled(bundle=bundle)
 
     def _engine_for(self, compiled: _Compiled) -> Any:
         cached = getattr(self._local, "engine", None)
         if cached is not None and cached[0] is compiled:
             return cached[1]
-        engine = compiled.prototype.clone()
-        self._local.engine = (compiled, engine)
+        try:
+            engine = compile_bundle(compiled.bundle)
+        except PolicyLoadError as e:  # validated at load: only a broken engine gets here
+            raise PolicyEngineError(f"policy engine failed to compile: {e.message}") from e
+        self._local.engine = (compiled, engine)  # drops this thread's old engine here
         return engine
 
     def decide(self, input: Mapping[str, Any]) -> PolicyDecision:
@@ -147,4 +202,6 @@ class EmbeddedEngine:
             return new.revision
 
     def close(self) -> None:
-        self._local = threading.local()
+        # Per-thread engines are released with their threads (they must be dropped on the
+        # thread that made them); nothing to do here.
+        return None

@@ -14,6 +14,7 @@ revision is computed locally from the same files.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,6 +69,7 @@ class OpaServerEngine:
         self._lock = threading.Lock()
         self._pushed: frozenset[str] = frozenset()
         self._revision = ""
+        self._bundle: PolicyBundle | None = None
         self.reload()
 
     @property
@@ -78,16 +80,31 @@ class OpaServerEngine:
     def policy_dir(self) -> Path:
         return self._dir
 
+    def _put_modules(self, bundle: PolicyBundle) -> None:
+        # OPA compiles all its modules on every PUT, so a module that needs a rule from a
+        # module not pushed yet is refused: retry refused modules until a pass makes no
+        # progress (then the last refusal is the compiler's real message).
+        pending = list(bundle.modules)
+        while pending:
+            refused: list[tuple[Any, Exception]] = []
+            for m in pending:
+                try:
+                    self._client.update_policy_from_string(
+                        m.text, policy_id(m.path), rego_compat=False
+                    )
+                except requests.RequestException:
+                    raise
+                except Exception as e:  # opa_client's error types carry OPA's message
+                    refused.append((m, e))
+            if len(refused) == len(pending):
+                module, err = refused[-1]
+                raise PolicyLoadError(f"OPA refused {module.path}: {err}") from err
+            pending = [m for m, _ in refused]
+
     def _push(self, bundle: PolicyBundle) -> None:
         ids = frozenset(policy_id(m.path) for m in bundle.modules)
         try:
-            for m in bundle.modules:
-                self._client.update_policy_from_string(m.text, policy_id(m.path), rego_compat=False)
-        except requests.RequestException as e:
-            raise PolicyEngineError(f"OPA server unreachable while loading policies: {e}") from e
-        except Exception as e:  # opa_client raises its own error types with OPA's message
-            raise PolicyLoadError(f"OPA refused policy bundle: {e}") from e
-        try:
+            self._put_modules(bundle)
             for rel, mount in sorted(bundle.data_files.items()):
                 value = _at(bundle.data, mount)
                 if not isinstance(value, dict):
@@ -96,17 +113,35 @@ class OpaServerEngine:
             for stale in sorted(self._pushed - ids):
                 self._client.delete_policy(stale)
         except requests.RequestException as e:
-            raise PolicyEngineError(f"OPA server unreachable while loading data: {e}") from e
+            raise PolicyEngineError(f"OPA server unreachable while loading policies: {e}") from e
         except PolicyLoadError:
             raise
         except Exception as e:
             raise PolicyLoadError(f"OPA refused policy data: {e}") from e
         self._pushed = ids
 
+    def _restore(self, new: PolicyBundle) -> None:
+        """Best effort: put the previous bundle back after a refused reload."""
+        old = self._bundle
+        if old is None:
+            return
+        try:
+            for pid in sorted(frozenset(policy_id(m.path) for m in new.modules) - self._pushed):
+                self._client.delete_policy(pid)
+        except Exception:
+            pass
+        with contextlib.suppress(Exception):
+            self._push(old)
+
     def reload(self) -> str:
         with self._lock:
             bundle = load_bundle(self._dir)
-            self._push(bundle)
+            try:
+                self._push(bundle)
+            except PolicyLoadError:
+                self._restore(bundle)
+                raise
+            self._bundle = bundle
             self._revision = bundle.revision
             return bundle.revision
 

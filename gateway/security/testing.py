@@ -83,7 +83,7 @@ class Refusals:
         self.calls.append((principal, method, error))
 
 
-class _Share(share_pb2_grpc.ShareServiceServicer):  # type: ignore[misc]
+class _Share(share_pb2_grpc.ShareServiceServicer):
     def Share(self, request: Any, context: Any) -> Any:
         return share_pb2.ShareResponse(request_id=current_principal().id)
 
@@ -94,7 +94,7 @@ class _Share(share_pb2_grpc.ShareServiceServicer):  # type: ignore[misc]
             )
 
 
-class _Admin(admin_pb2_grpc.AdminServiceServicer):  # type: ignore[misc]
+class _Admin(admin_pb2_grpc.AdminServiceServicer):
     def ReloadPolicy(self, request: Any, context: Any) -> Any:
         return admin_pb2.ReloadPolicyResponse(policy_revision=current_principal().id)
 
@@ -158,8 +158,9 @@ def serve_with_auth(settings: Settings, tokens_file: Path | None) -> Iterator[Ru
         futures.ThreadPoolExecutor(max_workers=4), interceptors=[CallInterceptor(), auth]
     )
     health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
-    share_pb2_grpc.add_ShareServiceServicer_to_server(_Share(), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(_Admin(), server)
+    # The other methods keep the generated UNIMPLEMENTED defaults.
+    share_pb2_grpc.add_ShareServiceServicer_to_server(_Share(), server)  # type: ignore[abstract]
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(_Admin(), server)  # type: ignore[abstract]
     server.add_generic_rpc_handlers(
         (
             grpc.method_handlers_generic_handler(

@@ -8,23 +8,18 @@ package sharing
 
 import rego.v1
 
-_basis_kinds := {k | some k in _params.legal_bases[_basis][_action]}
+_basis_fits_action if data.params.legal_bases[_basis][_action]
 
-_basis_fits_action if _params.legal_bases[_basis][_action]
+_basis_fits_kind if _kind in data.params.legal_bases[_basis][_action]
 
-_basis_fits_kind if _kind in _basis_kinds
 
-_consent_skipped if _basis in {b | some b in _params.consent_skipping_bases}
-
-_consent_exempt if _basis in {b | some b in _params.consent_exempt_bases}
-
-deny contains _reason("R1.basis_not_for_share", sprintf("legal basis %s does not allow SHARE", [_basis])) if {
+_deny_basis contains _reason("R1.basis_not_for_share", concat("", ["legal basis ", _show(_basis), " does not allow SHARE"])) if {
 	_basis_ok
 	_action == "SHARE"
 	not _basis_fits_action
 }
 
-deny contains _reason("R1.basis_not_for_kind", sprintf("legal basis %s does not allow %s to recipient kind %s", [_basis, _action, _kind])) if {
+_deny_basis contains _reason("R1.basis_not_for_kind", concat("", ["legal basis ", _show(_basis), " does not allow ", _show(_action), " to recipient kind ", _show(_kind)])) if {
 	_basis_fits_action
 	_kind_known
 	not _basis_fits_kind
@@ -32,7 +27,7 @@ deny contains _reason("R1.basis_not_for_kind", sprintf("legal basis %s does not 
 
 # R8, §三.(二): TRANSFER only with explicit consent per subject, or MERGER to an ACQUIRER
 # bound by this policy (exemptions and de-identified data per §三.(四)).
-deny contains _reason("R8.transfer_basis", sprintf("TRANSFER needs explicit consent or a merger; legal basis %s does not allow it", [_basis])) if {
+_deny_basis contains _reason("R8.transfer_basis", concat("", ["TRANSFER needs explicit consent or a merger; legal basis ", _show(_basis), " does not allow it"])) if {
 	_basis_ok
 	_action == "TRANSFER"
 	not _basis_fits_action
@@ -40,7 +35,7 @@ deny contains _reason("R8.transfer_basis", sprintf("TRANSFER needs explicit cons
 
 _binds_policy if _agreement.binds_policy == true
 
-deny contains _reason("R8.acquirer_not_bound", sprintf("acquirer %s is not bound to this privacy policy", [_recipient_id])) if {
+_deny_basis contains _reason("R8.acquirer_not_bound", concat("", ["acquirer ", _show(_recipient_id), " is not bound to this privacy policy"])) if {
 	_basis == "MERGER"
 	_action == "TRANSFER"
 	not _binds_policy
@@ -48,13 +43,13 @@ deny contains _reason("R8.acquirer_not_bound", sprintf("acquirer %s is not bound
 
 # R9, §三.(三): PUBLIC_DISCLOSURE with consent / the user's own choice, or by law with a
 # reference to the violation or order.
-deny contains _reason("R9.disclosure_basis", sprintf("PUBLIC_DISCLOSURE is not allowed under legal basis %s", [_basis])) if {
+_deny_basis contains _reason("R9.disclosure_basis", concat("", ["PUBLIC_DISCLOSURE is not allowed under legal basis ", _show(_basis)])) if {
 	_basis_ok
 	_action == "PUBLIC_DISCLOSURE"
 	not _basis_fits_action
 }
 
-deny contains _reason("R9.missing_reference", "PUBLIC_DISCLOSURE under LEGAL_OBLIGATION needs a reference to the violation or order") if {
+_deny_basis contains _reason("R9.missing_reference", "PUBLIC_DISCLOSURE under LEGAL_OBLIGATION needs a reference to the violation or order") if {
 	_action == "PUBLIC_DISCLOSURE"
 	_basis == "LEGAL_OBLIGATION"
 	_reference == ""
@@ -62,33 +57,33 @@ deny contains _reason("R9.missing_reference", "PUBLIC_DISCLOSURE under LEGAL_OBL
 
 # R10, §三.(四) 1-6: an exemption names its code and a case or document reference; it
 # skips consent rules only, never R2-R4.
-_exemption_known if _exemption_code in {c | some c in _params.exemption_codes}
+_exemption_known if _exemption_code in data.params.exemption_codes
 
-deny contains _reason("R10.missing_exemption_code", "EXEMPTION needs an exemption code") if {
+_deny_basis contains _reason("R10.missing_exemption_code", "EXEMPTION needs an exemption code") if {
 	_basis == "EXEMPTION"
 	_exemption_code == ""
 }
 
-deny contains _reason("R10.unknown_exemption_code", sprintf("exemption code '%s' is unknown", [_exemption_code])) if {
+_deny_basis contains _reason("R10.unknown_exemption_code", concat("", ["exemption code ", _show(_exemption_code), " is unknown"])) if {
 	_basis == "EXEMPTION"
 	_exemption_code != ""
 	not _exemption_known
 }
 
-deny contains _reason("R10.missing_reference", "EXEMPTION needs a case or document reference") if {
+_deny_basis contains _reason("R10.missing_reference", "EXEMPTION needs a case or document reference") if {
 	_basis == "EXEMPTION"
 	_reference == ""
 }
 
 # R16, last paragraph of §三.(四): de-identified means no identity category remains and
 # every quasi-identifier combination is shared by at least k records.
-_identity := {c | some c in _params.identity_categories}
+_identity := {c | some c in data.params.identity_categories}
 
-_qis := [q | some q in _arr(object.get(_request, "quasi_identifiers", []))]
+_qis := [q | some q in object.get(_request, "quasi_identifiers", [])]
 
 _qi_groups := {q | some q in _qis}
 
-_k := _params.k_anonymity
+_k := data.params.k_anonymity
 
 # Pigeonhole: more distinct combinations than records/k means some group is below k,
 # without counting each group (counting is O(records x groups)).
@@ -109,13 +104,13 @@ _k_anonymous if {
 	count(_qi_small_groups) == 0
 }
 
-deny contains _reason("R16.identity_category", sprintf("DE_IDENTIFIED data still holds identity categories: %s", [concat(", ", sort(ids))])) if {
+_deny_basis contains _reason("R16.identity_category", concat("", ["DE_IDENTIFIED data still holds identity categories: ", concat(", ", sort(ids))])) if {
 	_basis == "DE_IDENTIFIED"
 	ids := _categories & _identity
 	count(ids) > 0
 }
 
-deny contains _reason("R16.not_k_anonymous", sprintf("quasi-identifier combinations of %d record(s) are shared by fewer than k=%d records", [count(_qis), _k])) if {
+_deny_basis contains _reason("R16.not_k_anonymous", concat("", ["quasi-identifier combinations of ", format_int(count(_qis), 10), " record(s) are shared by fewer than k=", format_int(_k, 10), " records"])) if {
 	_basis == "DE_IDENTIFIED"
 	not _k_anonymous
 }
@@ -123,38 +118,43 @@ deny contains _reason("R16.not_k_anonymous", sprintf("quasi-identifier combinati
 # METADATA
 # description: The action, legal basis and recipient kind fit together and the basis-specific conditions (R8-R10, R16) hold.
 basis_ok if {
-	_basis_fits_action
-	_basis_fits_kind
+	input.recipient.kind in data.params.legal_bases[input.request.legal_basis.kind][input.request.action]
 	not _basis_refused
 }
 
 _basis_refused if {
-	_basis == "MERGER"
-	not _binds_policy
+	input.request.legal_basis.kind == "MERGER"
+	not input.recipient.agreement.binds_policy == true
 }
 
 _basis_refused if {
-	_action == "PUBLIC_DISCLOSURE"
-	_basis == "LEGAL_OBLIGATION"
-	_reference == ""
+	input.request.action == "PUBLIC_DISCLOSURE"
+	input.request.legal_basis.kind == "LEGAL_OBLIGATION"
+	not _has_text(input.request.legal_basis.reference)
 }
 
 _basis_refused if {
-	_basis == "EXEMPTION"
-	not _exemption_known
+	input.request.legal_basis.kind == "EXEMPTION"
+	not input.request.legal_basis.exemption_code in data.params.exemption_codes
 }
 
 _basis_refused if {
-	_basis == "EXEMPTION"
-	_reference == ""
+	input.request.legal_basis.kind == "EXEMPTION"
+	not _has_text(input.request.legal_basis.reference)
 }
 
 _basis_refused if {
-	_basis == "DE_IDENTIFIED"
-	count(_categories & _identity) > 0
-}
-
-_basis_refused if {
-	_basis == "DE_IDENTIFIED"
+	input.request.legal_basis.kind == "DE_IDENTIFIED"
 	not _k_anonymous
+}
+
+_basis_refused if {
+	input.request.legal_basis.kind == "DE_IDENTIFIED"
+	some c in input.request.categories
+	c in data.params.identity_categories
+}
+
+_has_text(x) if {
+	is_string(x)
+	x != ""
 }

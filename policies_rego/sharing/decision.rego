@@ -15,29 +15,81 @@ import rego.v1
 default allow := false
 
 allow if {
+	_checks_ok
 	count(deny) == 0
-	_input_ok
+	count(remaining) > 0
+}
+
+# Every batch-level check, stated positively: allow never rests on the absence of a
+# refusal alone (R1). Each has a group of refusal rules that explains a failure.
+_checks_ok if {
+	input_ok
 	recipient_ok
 	purpose_ok
 	minimal_ok
 	basis_ok
 	review_ok
 	caller_ok
-	count(remaining) > 0
+}
+
+# Refusal groups are only evaluated when their positive check failed (they explain it);
+# this keeps the allowing path to a handful of rule evaluations.
+_refusals contains r if {
+	not input_ok
+	some r in _deny_input
+}
+
+_refusals contains r if {
+	not recipient_ok
+	some r in _deny_recipient
+}
+
+_refusals contains r if {
+	not purpose_ok
+	some r in _deny_purpose
+}
+
+_refusals contains r if {
+	not minimal_ok
+	some r in _deny_minimal
+}
+
+_refusals contains r if {
+	not basis_ok
+	some r in _deny_basis
+}
+
+_refusals contains r if {
+	not review_ok
+	some r in _deny_review
+}
+
+_refusals contains r if {
+	not caller_ok
+	some r in _deny_caller
+}
+
+# METADATA
+# description: Every reason the share is refused ({code, message}); empty when allowed.
+deny contains r if some r in _refusals
+
+# R1: a failed check always carries a reason, even one no refusal rule names.
+deny contains _reason("R1.default_deny", "no rule allows this share") if {
+	not _checks_ok
+	count(_refusals) == 0
 }
 
 # METADATA
 # description: Refs of the subjects no subject-level rule left out.
-remaining := {ref |
-	some s in _subject_list
-	ref := _str(object.get(s, "ref", ""))
-	not ref in _excluded_refs
+remaining := {s.ref |
+	some s in input.subjects
+	not s.ref in _excluded_refs
 }
 
 _excluded_refs := {x.ref | some x in exclusions}
 
-deny contains _reason("R1.all_subjects_excluded", sprintf("all %d subject(s) were left out by subject-level rules", [count(_subjects)])) if {
-	_subjects_ok
+deny contains _reason("R1.all_subjects_excluded", concat("", ["all ", format_int(count(input.subjects), 10), " subject(s) were left out by subject-level rules"])) if {
+	count(input.subjects) > 0
 	count(remaining) == 0
 }
 
@@ -54,14 +106,14 @@ _obligations_keeping(kept) := {
 	"pseudonymize": sort(ids & _ad_pseudonymize),
 	"generalize": generalize,
 } if {
-	_kind == "AD_PARTNER"
-	ids := (_categories & _identity) - kept
+	input.recipient.kind == "AD_PARTNER"
+	ids := {c | some c in input.request.categories; c in data.params.identity_categories; not c in kept}
 	drop := {c | some c in ids; not c in _ad_pseudonymize; not _ad_identity.generalize[c]}
 	generalize := {c: g | some c in ids; not c in _ad_pseudonymize; g := _ad_identity.generalize[c]}
 }
 
 _obligations_keeping(_) := {"drop": [], "pseudonymize": [], "generalize": {}} if {
-	_kind != "AD_PARTNER"
+	not input.recipient.kind == "AD_PARTNER"
 }
 
 # METADATA
@@ -70,26 +122,26 @@ obligations := _obligations_keeping(set())
 
 _identified_consent(c) if {
 	c.scope == "IDENTIFIED_SHARING"
-	c.recipient == _recipient_id
-	_recipient_id != ""
-	object.get(c, "purpose", null) in {"", _purpose}
+	c.recipient == input.recipient.id
+	c.purpose in {"", input.request.purpose}
 }
 
 _kept_identity(s) := {x |
-	some c in _consents(s)
+	some c in s.consents
 	_identified_consent(c)
-	some x in _arr(object.get(c, "categories", []))
+	some x in c.categories
 	x in _categories
-	x in _identity
+	x in data.params.identity_categories
 }
 
 # METADATA
 # description: Per-subject obligations for AD_PARTNER subjects who consented to identified sharing (R5).
 subject_obligations := {ref: o |
-	_kind == "AD_PARTNER"
-	_subjects_ok
-	some s in _subject_list
-	ref := _str(object.get(s, "ref", ""))
+	input.recipient.kind == "AD_PARTNER"
+	some s in input.subjects
+	some c in s.consents
+	c.scope == "IDENTIFIED_SHARING"
+	ref := s.ref
 	ref in remaining
 	kept := _kept_identity(s)
 	count(kept) > 0

@@ -1,149 +1,186 @@
 # METADATA
 # title: Normalised input and R1 (default deny, no permissive gaps)
 # description: |
-#   Reads the contract-v1 input once into normalised values. A missing, empty, mistyped
-#   or unknown value becomes "" / {} / [] here, which no allowing rule accepts, and R1
-#   names it as a refusal (R1, whole §三). Rules elsewhere read only these values.
+#   Reads the contract-v1 input into normalised values (object.get with ""/{}/[]
+#   defaults). Allowing checks are stated positively, so a missing or mistyped value makes
+#   them false (R1, whole §三); the refusal rules here name what was missing or unknown.
 package sharing
 
 import rego.v1
 
-_params := data.params
+_reason(code, message) := {"code": code, "message": message}
 
-_obj(x) := x if {
+# A caller-supplied value for a message: engines print non-strings and "" differently.
+_show(x) := x if {
+	is_string(x)
+	x != ""
+} else := "(missing)"
+
+_request := x if {
+	x := input.request
 	is_object(x)
 } else := {}
 
-_arr(x) := x if {
+_caller := x if {
+	x := input.caller
+	is_object(x)
+} else := {}
+
+_today := object.get(input, "today", "")
+
+_mode := object.get(_request, "mode", "")
+
+_action := object.get(_request, "action", "")
+
+_purpose := object.get(_request, "purpose", "")
+
+_legal_basis := x if {
+	x := _request.legal_basis
+	is_object(x)
+} else := {}
+
+_basis := object.get(_legal_basis, "kind", "")
+
+_reference := object.get(_legal_basis, "reference", "")
+
+_exemption_code := object.get(_legal_basis, "exemption_code", "")
+
+_destination := object.get(_request, "destination_region", "")
+
+_raw_categories := x if {
+	x := _request.categories
 	is_array(x)
 } else := []
 
-_str(x) := x if {
-	is_string(x)
-} else := ""
+_categories := {c | some c in _raw_categories}
 
-_reason(code, message) := {"code": code, "message": message}
+_known_categories := {c | some c in data.params.categories}
 
-_request := _obj(object.get(input, "request", {}))
+_recipient := x if {
+	x := input.recipient
+	is_object(x)
+} else := {}
 
-_caller := _obj(object.get(input, "caller", {}))
+_recipient_id := object.get(_recipient, "id", "")
 
-_today := t if {
-	t := object.get(input, "today", "")
-	is_string(t)
-	regex.match(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, t)
-} else := ""
+_kind := object.get(_recipient, "kind", "")
 
-_mode := _str(object.get(_request, "mode", ""))
+_agreement := x if {
+	x := _recipient.agreement
+	is_object(x)
+} else := {}
 
-_action := _str(object.get(_request, "action", ""))
+_subjects := x if {
+	x := input.subjects
+	is_array(x)
+} else := []
 
-_purpose := _str(object.get(_request, "purpose", ""))
+_subject_refs := {s.ref | some s in _subjects}
 
-_legal_basis := _obj(object.get(_request, "legal_basis", {}))
-
-_basis := _str(object.get(_legal_basis, "kind", ""))
-
-_reference := _str(object.get(_legal_basis, "reference", ""))
-
-_exemption_code := _str(object.get(_legal_basis, "exemption_code", ""))
-
-_destination := _str(object.get(_request, "destination_region", ""))
-
-_raw_categories := _arr(object.get(_request, "categories", []))
-
-# Only well-formed category names; anything else is refused below (R1.malformed_category).
-_categories := {c | some c in _raw_categories; is_string(c)}
-
-_known_categories := {c | some c in _params.categories}
-
-_recipient := _obj(object.get(input, "recipient", {}))
-
-_recipient_id := _str(object.get(_recipient, "id", ""))
-
-_kind := _str(object.get(_recipient, "kind", ""))
-
-_agreement := _obj(object.get(_recipient, "agreement", {}))
-
-_subjects := _arr(object.get(input, "subjects", []))
-
-_subject_refs := {ref | some s in _subjects; ref := _str(object.get(_obj(s), "ref", ""))}
-
-# METADATA
-# description: True when the date string d is an ISO date on or after today (an unexpired end date).
+# True when d is an ISO date string on or after today (an unexpired end date). Both
+# are strings of the same shape, so string order is date order.
 _current(d) if {
 	is_string(d)
-	d != ""
-	_today != ""
-	d >= _today
+	count(d) == 10
+	_today_ok
+	d >= input.today
+}
+
+_today_ok if {
+	is_string(input.today)
+	count(input.today) == 10
+	substring(input.today, 4, 1) == "-"
+	substring(input.today, 7, 1) == "-"
 }
 
 _contract_ok if input.contract == "v1"
 
-_action_ok if _action in {a | some a in _params.actions}
+_action_ok if _action in data.params.actions
 
-_mode_ok if _mode in {m | some m in _params.modes}
+_mode_ok if _mode in data.params.modes
 
-_basis_ok if _params.legal_bases[_basis]
+_basis_ok if data.params.legal_bases[_basis]
 
-_role_ok if _str(object.get(_caller, "role", "")) in {r | some r in _params.roles}
+_role_ok if _caller.role in data.params.roles
+
+_purpose_ok if {
+	is_string(_purpose)
+	_purpose != ""
+}
 
 _categories_ok if {
+	is_array(_raw_categories)
 	count(_raw_categories) > 0
-	count(_categories) == count(_raw_categories)
-	count(_categories - _known_categories) == 0
+	every c in _raw_categories {
+		c in data.params.categories
+	}
 }
 
 _subjects_ok if {
+	is_array(_subjects)
 	count(_subjects) > 0
 	every s in _subjects {
-		_str(object.get(_obj(s), "ref", "")) != ""
+		is_string(s.ref)
+		s.ref != ""
 	}
 	count(_subject_refs) == count(_subjects)
 }
 
 # METADATA
 # description: Every input value the decision depends on is present, typed and known (R1).
-_input_ok if {
-	_contract_ok
-	_today != ""
-	_mode_ok
-	_action_ok
-	_basis_ok
-	_role_ok
-	_purpose != ""
-	_categories_ok
-	_subjects_ok
+input_ok if {
+	# Direct input references on this (allowing) path: an undefined value makes the
+	# check false, never true, and avoids one rule evaluation per accessor.
+	input.contract == "v1"
+	_today_ok
+	input.request.mode in data.params.modes
+	input.request.action in data.params.actions
+	data.params.legal_bases[input.request.legal_basis.kind]
+	input.caller.role in data.params.roles
+	is_string(input.request.purpose)
+	input.request.purpose != ""
+	is_array(input.request.categories)
+	count(input.request.categories) > 0
+	every c in input.request.categories {
+		c in data.params.categories
+	}
+	is_array(input.subjects)
+	count(input.subjects) > 0
+	every s in input.subjects {
+		is_string(s.ref)
+		s.ref != ""
+	}
+	count({s.ref | some s in input.subjects}) == count(input.subjects)
 }
 
-deny contains _reason("R1.unsupported_contract", "input is not decision contract v1") if not _contract_ok
+_deny_input contains _reason("R1.unsupported_contract", "input is not decision contract v1") if not _contract_ok
 
-deny contains _reason("R1.missing_today", "input.today is missing or not an ISO date") if _today == ""
+_deny_input contains _reason("R1.missing_today", "input.today is missing or not an ISO date") if not _today_ok
 
-deny contains _reason("R1.unknown_mode", sprintf("request mode '%s' is unknown", [_mode])) if not _mode_ok
+_deny_input contains _reason("R1.unknown_mode", concat("", ["request mode ", _show(_mode), " is unknown"])) if not _mode_ok
 
-deny contains _reason("R1.unknown_action", sprintf("action '%s' is unknown or missing", [_action])) if not _action_ok
+_deny_input contains _reason("R1.unknown_action", concat("", ["action ", _show(_action), " is unknown or missing"])) if not _action_ok
 
-deny contains _reason("R1.unknown_legal_basis", sprintf("legal basis '%s' is unknown or missing", [_basis])) if not _basis_ok
+_deny_input contains _reason("R1.unknown_legal_basis", concat("", ["legal basis ", _show(_basis), " is unknown or missing"])) if not _basis_ok
 
-deny contains _reason("R1.unknown_caller_role", "caller role is unknown or missing") if not _role_ok
+_deny_input contains _reason("R1.unknown_caller_role", "caller role is unknown or missing") if not _role_ok
 
-deny contains _reason("R1.missing_purpose", "no purpose given") if _purpose == ""
+_deny_input contains _reason("R1.missing_purpose", "no purpose given") if not _purpose_ok
 
-deny contains _reason("R1.no_categories", "no data category requested") if count(_raw_categories) == 0
-
-deny contains _reason("R1.malformed_category", "a requested category is not a string") if {
-	count(_categories) != count(_raw_categories)
+_deny_input contains _reason("R1.no_categories", "no data category requested") if {
+	not _categories_ok
+	count(_categories) == 0
 }
 
-deny contains _reason("R1.unknown_category", sprintf("unknown data categories: %s", [concat(", ", sort(unknown))])) if {
+_deny_input contains _reason("R1.unknown_category", concat("", ["unknown data categories: ", concat(", ", sort(names))])) if {
 	unknown := _categories - _known_categories
 	count(unknown) > 0
+	names := {_show(c) | some c in unknown}
 }
 
-deny contains _reason("R1.no_subjects", "no subject in the batch") if count(_subjects) == 0
+_deny_input contains _reason("R1.no_subjects", "no subject in the batch") if count(_subjects) == 0
 
-deny contains _reason("R1.malformed_subjects", "subject refs are missing or not unique") if {
+_deny_input contains _reason("R1.malformed_subjects", "subject refs are missing, not strings or not unique") if {
 	count(_subjects) > 0
 	not _subjects_ok
 }

@@ -8,27 +8,30 @@ package sharing
 
 import rego.v1
 
-_needed := {c | some c in _params.purposes[_purpose]}
+_needed := {c | some c in data.params.purposes[_purpose]}
 
-_agreed := {c | some c in _arr(object.get(_agreement, "categories", []))}
+_agreed := {c | some c in object.get(_agreement, "categories", [])}
 
 _excess(requested, needed) := requested - needed
 
 # METADATA
 # description: R4 holds - the requested categories are needed for the purpose and in the agreement.
 minimal_ok if {
-	_purpose_known
-	count(_excess(_categories, _needed)) == 0
-	count(_excess(_categories, _agreed)) == 0
+	needed := data.params.purposes[input.request.purpose]
+	agreed := input.recipient.agreement.categories
+	every c in input.request.categories {
+		c in needed
+		c in agreed
+	}
 }
 
-deny contains _reason("R4.excess_category", sprintf("categories not needed for purpose '%s': %s", [_purpose, concat(", ", sort(excess))])) if {
+_deny_minimal contains _reason("R4.excess_category", concat("", ["categories not needed for purpose ", _show(_purpose), ": ", concat(", ", sort(excess))])) if {
 	_purpose_known
 	excess := _excess(_categories, _needed) & _known_categories
 	count(excess) > 0
 }
 
-deny contains _reason("R4.category_not_in_agreement", sprintf("categories not in the agreement of recipient %s: %s", [_recipient_id, concat(", ", sort(excess))])) if {
+_deny_minimal contains _reason("R4.category_not_in_agreement", concat("", ["categories not in the agreement of recipient ", _show(_recipient_id), ": ", concat(", ", sort(excess))])) if {
 	_recipient_registered
 	excess := _excess(_categories, _agreed) & _known_categories
 	count(excess) > 0

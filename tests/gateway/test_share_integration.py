@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,51 +11,9 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from gateway.demo import AD_FIELDS, ad_request, delivery_request, profile
 from gateway.testing import RunningGateway, running_gateway
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
-
-DEMO = json.loads(
-    (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
-)
-
-
-def profile(subject_id: str, *fields: str) -> share_pb2.Record:
-    """The demo customer_profile record of ``subject_id`` restricted to ``fields``."""
-    rec = next(r for r in DEMO["customer_profile"] if r["subject_id"] == subject_id)
-    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
-
-
-AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
-
-
-def ad_request(partner: str, *subjects: str, fields: tuple[str, ...] = AD_FIELDS) -> share_pb2.ShareRequest:
-    return share_pb2.ShareRequest(
-        recipient_id=partner,
-        purpose="ad_delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="customer_profile",
-        records=[profile(s, *fields) for s in subjects],
-    )
-
-
-def delivery_request() -> share_pb2.ShareRequest:
-    rec = DEMO["delivery_order"][0]
-    return share_pb2.ShareRequest(
-        recipient_id="logiship",
-        purpose="delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="delivery_order",
-        records=[
-            share_pb2.Record(
-                subject_id=rec["subject_id"],
-                order_id=rec["order_id"],
-                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
-            )
-        ],
-    )
-
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:

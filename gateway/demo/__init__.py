@@ -1,0 +1,76 @@
+"""Demo data (registry seed, sample records) and the canned requests of ``share-gateway demo``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from partner_gateway.v1 import share_pb2
+
+DEMO_DIR = Path(__file__).resolve().parent
+REGISTRY_SEED = DEMO_DIR / "registry.toml"
+
+
+def demo_records() -> dict[str, Any]:
+    """The fictitious records in ``records.json`` by record type."""
+    data: dict[str, Any] = json.loads((DEMO_DIR / "records.json").read_text(encoding="utf-8"))
+    return data
+
+
+def profile(subject_id: str, *fields: str) -> share_pb2.Record:
+    """The demo ``customer_profile`` record of ``subject_id``, restricted to ``fields``."""
+    rec = next(r for r in demo_records()["customer_profile"] if r["subject_id"] == subject_id)
+    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
+
+
+AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
+
+
+def ad_request(
+    partner: str, *subjects: str, fields: tuple[str, ...] = AD_FIELDS, purpose: str = "ad_delivery"
+) -> share_pb2.ShareRequest:
+    """A share of customer profiles to an ad partner under AUTHORIZED_PARTNER."""
+    return share_pb2.ShareRequest(
+        recipient_id=partner,
+        purpose=purpose,
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
+        record_type="customer_profile",
+        records=[profile(s, *fields) for s in subjects],
+    )
+
+
+def delivery_request() -> share_pb2.ShareRequest:
+    """A share of the demo order's delivery details to the logistics vendor."""
+    rec = demo_records()["delivery_order"][0]
+    return share_pb2.ShareRequest(
+        recipient_id="logiship",
+        purpose="delivery",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
+        record_type="delivery_order",
+        records=[
+            share_pb2.Record(
+                subject_id=rec["subject_id"],
+                order_id=rec["order_id"],
+                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
+            )
+        ],
+    )
+
+
+#: Name -> (what it shows, request factory).
+SCENARIOS: dict[str, tuple[str, Callable[[], share_pb2.ShareRequest]]] = {
+    "delivery": ("logistics vendor gets name, phone, address", delivery_request),
+    "ads": (
+        "ad partner gets tags, age band, pseudonymous ids; opted-out subject left out",
+        lambda: ad_request("adco", "u1001", "u1002", "u1007"),
+    ),
+    "ads-phone": (
+        "asking for an ad partner's phone number is refused",
+        lambda: ad_request("adco", "u1001", fields=(*AD_FIELDS, "phone")),
+    ),
+    "unknown-partner": ("an unregistered partner is refused", lambda: ad_request("nobody-inc", "u1001")),
+}

@@ -1,0 +1,271 @@
+"""A fake OPA server for tests: the subset of OPA's REST API that ``opa_server`` uses.
+
+It evaluates with regopy (rego-cpp), a different Rego implementation from the embedded
+regorus engine, so golden cases run through ``OpaServerEngine`` -> this server really
+cross-check two engines. Endpoints:
+
+- ``PUT /v1/policies/<id>`` (text body): compile all modules with the new one; 400 with
+  the compiler's message when that fails (the module is then not stored).
+- ``GET /v1/policies/<id>``, ``DELETE /v1/policies/<id>``, ``GET /v1/policies``.
+- ``PUT /v1/data/<path>`` (JSON body) -> 204.
+- ``POST /v1/data/<path>`` with ``{"input": ...}`` -> ``{"result": ...}``, ``{}`` when
+  undefined, 500 on an evaluation error.
+- ``GET /health``.
+
+Switches for tests: ``down`` (drop every connection without an answer), ``delay_s``
+(sleep before answering queries), ``status`` (answer queries with this HTTP status).
+regopy is imported lazily: it is a dev dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+
+def _compile(modules: dict[str, str], data: dict[str, Any]) -> Any:
+    import regopy
+
+    interp = regopy.Interpreter()
+    for pid, text in sorted(modules.items()):
+        interp.add_module(pid, text)
+    interp.add_data_json(json.dumps(data))
+    return interp
+
+
+def _error_text(e: Exception) -> str:
+    text = str(e).strip()
+    # regopy's RegoError is an S-expression; keep the file and the compiler's messages.
+    msgs = re.findall(r"\(error \d+:([^|\s]+)\|[^\n]*\n\s*\(errormsg \d+:([^)]*)\)", text)
+    if msgs:
+        return "; ".join(f"{where}: {msg}" for where, msg in msgs)
+    return text or type(e).__name__
+
+
+class FakeOpa:
+    """A threaded HTTP server on ``127.0.0.1`` (port 0 by default); use as a context manager."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.modules: dict[str, str] = {}
+        self.data: dict[str, Any] = {}
+        self.down = False
+        self.delay_s = 0.0
+        self.status: int | None = None
+        self.queries = 0
+        self._lock = threading.Lock()
+        self._interp: Any = None
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> FakeOpa:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> FakeOpa:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def put_policy(self, pid: str, text: str) -> str | None:
+        """Store module ``pid`` if everything still compiles; return the error otherwise."""
+        with self._lock:
+            modules = dict(self.modules, **{pid: text})
+            try:
+                interp = _compile(modules, self.data)
+                # rego-cpp compiles lazily; a query surfaces compile errors now.
+                interp.query("data.__compile_probe__")
+            except Exception as e:
+                return _error_text(e)
+            self.modules = modules
+            self._interp = None
+            return None
+
+    def delete_policy(self, pid: str) -> bool:
+        with self._lock:
+            if pid not in self.modules:
+                return False
+            del self.modules[pid]
+            self._interp = None
+            return True
+
+    def put_data(self, path: list[str], value: Any) -> None:
+        with self._lock:
+            if not path:
+                self.data = value
+            else:
+                node = self.data
+                for key in path[:-1]:
+                    node = node.setdefault(key, {})
+                node[path[-1]] = value
+            self._interp = None
+
+    def query(self, path: list[str], input: Any) -> tuple[int, dict[str, Any]]:
+        with self._lock:  # one regopy interpreter, used by one thread at a time
+            self.queries += 1
+            try:
+                if self._interp is None:
+                    self._interp = _compile(self.modules, self.data)
+                import regopy
+
+                self._interp.set_input(regopy.Input(input))
+                out = self._interp.query("data." + ".".join(path) if path else "data")
+                text = str(out)
+            except Exception as e:
+                return 500, {"code": "internal_error", "message": _error_text(e)}
+        if text.strip() == "undefined":
+            return 200, {}
+        try:
+            value = json.loads(text)["expressions"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return 500, {"code": "internal_error", "message": text}
+        return 200, {"result": value}
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _body(self) -> bytes:
+                n = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(n) if n else b""
+
+            def _send(self, status: int, body: Any = None) -> None:
+                payload = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def _gate(self) -> bool:
+                if fake.down:
+                    self.close_connection = True
+                    self.connection.close()
+                    return False
+                return True
+
+            def _route(self) -> tuple[str, list[str]]:
+                path = self.path.split("?")[0]
+                parts = [p for p in path.split("/") if p]
+                if parts[:2] == ["v1", "policies"]:
+                    return "policies", parts[2:]
+                if parts[:2] == ["v1", "data"]:
+                    return "data", parts[2:]
+                if parts == ["health"]:
+                    return "health", []
+                return "", parts
+
+            def do_GET(self) -> None:
+                if not self._gate():
+                    return
+                kind, rest = self._route()
+                if kind == "health":
+                    self._send(200, {})
+                elif kind == "policies" and not rest:
+                    self._send(200, {"result": [{"id": k} for k in sorted(fake.modules)]})
+                elif kind == "policies":
+                    pid = "/".join(rest)
+                    if pid in fake.modules:
+                        self._send(200, {"result": {"id": pid, "raw": fake.modules[pid]}})
+                    else:
+                        self._send(404, {"code": "resource_not_found", "message": pid})
+                elif kind == "data":
+                    status, body = fake.query(rest, None)
+                    self._send(status, body)
+                else:
+                    self._send(404, {"code": "resource_not_found", "message": self.path})
+
+            def do_PUT(self) -> None:
+                if not self._gate():
+                    return
+                kind, rest = self._route()
+                body = self._body()
+                if kind == "policies" and rest:
+                    err = fake.put_policy("/".join(rest), body.decode("utf-8"))
+                    if err is None:
+                        self._send(200, {})
+                    else:
+                        self._send(
+                            400,
+                            {
+                                "code": "invalid_parameter",
+                                "message": "error(s) occurred while compiling module(s)",
+                                "errors": [{"code": "rego_parse_error", "message": err}],
+                            },
+                        )
+                elif kind == "data":
+                    try:
+                        value = json.loads(body or b"null")
+                    except ValueError as e:
+                        self._send(400, {"code": "invalid_parameter", "message": str(e)})
+                        return
+                    fake.put_data(rest, value)
+                    self._send(204)
+                else:
+                    self._send(404, {"code": "resource_not_found", "message": self.path})
+
+            def do_DELETE(self) -> None:
+                if not self._gate():
+                    return
+                kind, rest = self._route()
+                if kind == "policies" and fake.delete_policy("/".join(rest)):
+                    self._send(200, {})
+                else:
+                    self._send(404, {"code": "resource_not_found", "message": self.path})
+
+            def do_POST(self) -> None:
+                if not self._gate():
+                    return
+                kind, rest = self._route()
+                body = self._body()
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
+                if fake.status is not None:
+                    self._send(fake.status, {"code": "internal_error", "message": "simulated"})
+                    return
+                if kind != "data":
+                    self._send(404, {"code": "resource_not_found", "message": self.path})
+                    return
+                try:
+                    doc = json.loads(body or b"{}")
+                except ValueError as e:
+                    self._send(400, {"code": "invalid_parameter", "message": str(e)})
+                    return
+                status, answer = fake.query(
+                    rest, doc.get("input") if isinstance(doc, dict) else None
+                )
+                self._send(status, answer)
+
+        return Handler

@@ -1,0 +1,118 @@
+"""Canonical entry encoding and disclosure validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger import Disclosure
+from ledger.entry import (
+    decode_entry,
+    encode_entry,
+    entry_from_disclosure,
+    validate_disclosure,
+)
+from ledger.errors import InvalidArgumentError, LedgerCorruptionError
+
+
+def _entry(d: Disclosure, index: int = 7) -> bytes:
+    return encode_entry(
+        entry_from_disclosure(
+            d, index=index, subjects=("bb", "aa", "bb"), excluded_subjects=(), subject_key_id="k"
+        )
+    )
+
+
+def test_encoding_is_sorted_compact_json_with_version(
+    disclosure: Callable[..., Disclosure],
+) -> None:
+    """The encoding is compact JSON with sorted keys, v=1, hex digest and a Z timestamp."""
+    data = _entry(disclosure(1))
+    assert data.startswith(b'{"action":"SHARE",')
+    assert b'"v":1}' in data and b" " not in data.replace(b"fraud-prevention", b"")
+    assert b'"time":"2025-01-01T12:00:01.000001Z"' in data
+    assert b'"subjects":["aa","bb"]' in data and b'"subject_count":2' in data
+
+
+def test_roundtrip_is_exact(disclosure: Callable[..., Disclosure]) -> None:
+    """Decoding then re-encoding yields the same bytes and the same index."""
+    data = _entry(disclosure(3), index=42)
+    e = decode_entry(data)
+    assert e.index == 42 and e.partner_id == "partner-a" and encode_entry(e) == data
+
+
+def test_time_zone_does_not_change_the_encoding(disclosure: Callable[..., Disclosure]) -> None:
+    """The same instant in another zone encodes identically (UTC)."""
+    d = disclosure(0)
+    other = replace(d, time=d.time.astimezone(timezone(timedelta(hours=8))))
+    assert _entry(d) == _entry(other)
+
+
+def test_non_canonical_bytes_are_rejected(disclosure: Callable[..., Disclosure]) -> None:
+    """Whitespace, reordered keys or an unknown version make decoding fail."""
+    data = _entry(disclosure(0))
+    for bad in (
+        data.replace(b",", b", ", 1),
+        data.replace(b'"v":1', b'"v":2'),
+        b'{"v":1}',
+        b"\xff",
+    ):
+        with pytest.raises(LedgerCorruptionError):
+            decode_entry(bad)
+
+
+@given(
+    st.text(max_size=20),
+    st.lists(st.text(max_size=5), max_size=4),
+    st.integers(0, 10**6),
+    st.datetimes(timezones=st.just(UTC)),
+)
+@settings(max_examples=100, deadline=None)
+def test_any_disclosure_roundtrips(
+    partner: str, codes: list[str], count: int, when: datetime
+) -> None:
+    """Arbitrary Unicode text, lists, counts and times roundtrip exactly."""
+    try:
+        d = Disclosure(
+            time=when,
+            decision="DENY",
+            partner_id=partner,
+            reason_codes=tuple(codes),
+            record_count=count,
+        )
+        validate_disclosure(d)
+    except InvalidArgumentError:
+        return  # lone surrogates are refused up front
+    data = _entry(d)
+    assert encode_entry(decode_entry(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("time", datetime(2025, 1, 1)),
+        ("decision", "MAYBE"),
+        ("mode", "steal"),
+        ("payload_digest", b"short"),
+        ("record_count", -1),
+        ("subject_ids", ["list-not-tuple"]),
+        ("partner_id", "\ud800"),
+        ("categories_disclosed", (1,)),
+    ],
+)
+def test_malformed_disclosure_is_refused_naming_the_field(
+    disclosure: Callable[..., Disclosure], field: str, value: object
+) -> None:
+    """Each malformed field is refused with InvalidArgumentError naming it."""
+    with pytest.raises(InvalidArgumentError, match=field.split("_")[0]):
+        validate_disclosure(disclosure(0, **{field: value}))
+
+
+def test_minimal_refused_call_is_valid() -> None:
+    """Only time and decision are needed to log a refused call."""
+    validate_disclosure(Disclosure(time=datetime.now(UTC), decision="DENY", mode="refused_call"))
