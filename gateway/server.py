@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 import grpc
@@ -21,20 +21,33 @@ from grpc_reflection.v1alpha import reflection
 from gateway.errors import GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
+from gateway.outbox import Outbox, OutboxStore
+from gateway.outbox.store import KEY_RING as OUTBOX_KEY_RING
 from gateway.registry import Registry
 from gateway.security.authn import Authenticator
 from gateway.security.devca import DEFAULT_TRUST_DOMAIN, init_dev_pki
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.identity import Principal
-from gateway.security.keys import PseudonymKeys
+from gateway.security.keys import KeyRing, PseudonymKeys
 from gateway.security.tls import server_credentials
 from gateway.security.tokens import TokenStore
 from gateway.services.admin import AdminServicer
+from gateway.services.audit import AuditServicer
+from gateway.services.partner import PartnerServicer
 from gateway.services.share import ShareServicer
 from gateway.settings import Settings
 from gateway.sharing import Sharing
 from ledger import Disclosure, Ledger, LedgerError
-from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
+from partner_gateway.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+    share_pb2,
+    share_pb2_grpc,
+)
 
 _log = structlog.get_logger("gateway.server")
 
@@ -52,6 +65,7 @@ class Gateway:
         engine: PolicyEngine,
         ledger: Ledger,
         keys: PseudonymKeys,
+        outbox_store: OutboxStore | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -59,6 +73,10 @@ class Gateway:
         self.ledger = ledger
         self.keys = keys
         self.sharing = Sharing(registry=registry, engine=engine, ledger=ledger, keys=keys)
+        # Partner outboxes (R17); None: DELIVERY_MODE_OUTBOX is refused, Pull has nothing.
+        self.outbox = (
+            Outbox(sharing=self.sharing, store=outbox_store) if outbox_store is not None else None
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> Gateway:
@@ -81,7 +99,19 @@ class Gateway:
             max_pending=settings.ledger.max_pending,
         )
         keys = PseudonymKeys(directory=settings.keys_dir / "pseudonym")
-        return cls(settings=settings, registry=registry, engine=engine, ledger=ledger, keys=keys)
+        outbox_store = OutboxStore.open(
+            settings.ledger_url,
+            keys=KeyRing(directory=settings.keys_dir / OUTBOX_KEY_RING, name=OUTBOX_KEY_RING),
+            retention=timedelta(hours=settings.outbox.retention_hours),
+        )
+        return cls(
+            settings=settings,
+            registry=registry,
+            engine=engine,
+            ledger=ledger,
+            keys=keys,
+            outbox_store=outbox_store,
+        )
 
     def record_refusal(self, principal: Principal | None, method: str, error: GatewayError) -> None:
         """Write a refused call (no identity, wrong role, wrong partner) to the ledger (issue 5)."""
@@ -102,6 +132,8 @@ class Gateway:
         )
 
     def close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.store.close()
         self.engine.close()
         self.ledger.close()
         self.registry.close()
@@ -136,8 +168,14 @@ def create_server(gateway: Gateway) -> tuple[grpc.Server, int, health.HealthServ
         maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
     )
     share_pb2_grpc.add_ShareServiceServicer_to_server(
-        ShareServicer(sharing=gateway.sharing, limits=settings.limits), server
+        ShareServicer(sharing=gateway.sharing, limits=settings.limits, outbox=gateway.outbox),
+        server,
     )
+    if gateway.outbox is not None:
+        partner_pb2_grpc.add_PartnerServiceServicer_to_server(
+            PartnerServicer(outbox=gateway.outbox), server
+        )
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(ledger=gateway.ledger), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(registry=gateway.registry, engine=gateway.engine, ledger=gateway.ledger),
         server,
@@ -145,7 +183,10 @@ def create_server(gateway: Gateway) -> tuple[grpc.Server, int, health.HealthServ
     services = [
         share_pb2.DESCRIPTOR.services_by_name["ShareService"].full_name,
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+        audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     ]
+    if gateway.outbox is not None:
+        services.append(partner_pb2.DESCRIPTOR.services_by_name["PartnerService"].full_name)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ["", *services]:

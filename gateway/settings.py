@@ -81,6 +81,14 @@ class LedgerSettings(_Section):
     checkpoint_interval_s: float = Field(default=10.0, ge=0)
 
 
+class OutboxSettings(_Section):
+    """Partner outboxes (R17): staged shares waiting for their partner to pull them."""
+
+    # A staged share not pulled and acknowledged within this many hours is never served and
+    # is purged (storage limited to what the purpose needs, §四.(三)).
+    retention_hours: float = Field(default=7 * 24, gt=0)
+
+
 class Settings(_Section):
     """All settings of one gateway process."""
 
@@ -101,6 +109,7 @@ class Settings(_Section):
     limits: LimitsSettings = LimitsSettings()
     policy: PolicySettings = PolicySettings()
     ledger: LedgerSettings = LedgerSettings()
+    outbox: OutboxSettings = OutboxSettings()
 
     @field_validator("listen")
     @classmethod

@@ -231,7 +231,11 @@ class Sharing:
         policy_input = {
             "contract": CONTRACT_VERSION,
             "today": today.isoformat(),
-            "caller": {"principal": principal.id, "role": str(principal.role)},
+            "caller": {
+                "principal": principal.id,
+                "role": str(principal.role),
+                "partner_id": principal.partner_id or "",
+            },
             "request": {
                 "mode": "pull" if mode == "pull" else "share",
                 "action": order.action,

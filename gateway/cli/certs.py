@@ -17,6 +17,7 @@ from gateway.security.devca import (
     init_dev_pki,
 )
 from gateway.security.identity import Role
+from gateway.security.keys import PseudonymKeys
 from gateway.security.tokens import mint_token
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -84,3 +85,21 @@ def mint_token_command(
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from None
     typer.echo(token)
+
+
+@app.command("rotate-key")
+def rotate_key(
+    partner_id: Annotated[str, typer.Argument(help="Partner whose pseudonym key to rotate.")],
+    keys_dir: Annotated[
+        Path, typer.Option(help="Pseudonym key directory (settings.keys_dir / 'pseudonym').")
+    ] = Path(".data/keys/pseudonym"),
+) -> None:
+    """Rotate a partner's pseudonymization key; prints the new key id. Old keys are kept.
+
+    A running gateway picks the new key up on its next share to that partner.
+    """
+    try:
+        typer.echo(PseudonymKeys(directory=keys_dir).rotate(partner_id))
+    except GatewayError as e:
+        typer.echo(f"error: {e.message}", err=True)
+        raise typer.Exit(2) from None

@@ -19,13 +19,15 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from cryptography import x509
 
 from gateway.errors import UnauthenticatedError
 from gateway.security.identity import Principal, Role
 
-AuthContext = Mapping[str, Sequence[bytes]]
+# ``context.auth_context()``: property name -> list of values (bytes).
+AuthContext = Mapping[str, Any]
 Metadata = Sequence[tuple[str, str | bytes]]
 
 _KIND_ROLE: Mapping[str, tuple[Role, str]] = {

@@ -39,7 +39,7 @@ OnRefused = Callable[[Principal | None, str, GatewayError], None]
 _log = structlog.get_logger("gateway.security")
 
 
-class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class AuthInterceptor(grpc.ServerInterceptor):
     """Authenticate the caller, authorize the method, bind the principal.
 
     Args:
@@ -63,9 +63,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         method: str = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         handler = continuation(handler_call_details)
@@ -132,9 +132,9 @@ class AuthInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 def _wrap(
-    handler: grpc.RpcMethodHandler,
+    handler: grpc.RpcMethodHandler[Any, Any],
     admit: Callable[[grpc.ServicerContext], Principal | None],
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """Rebuild ``handler`` so its behaviour runs after ``admit`` with the principal bound.
 
     The rebuilt handler receives raw bytes and deserializes only *after* ``admit``: an
@@ -170,6 +170,7 @@ def _wrap(
         return grpc.stream_unary_rpc_method_handler(unary_response(handler.stream_unary), **kw)
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kw)
+    assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kw)
 
 

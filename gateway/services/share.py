@@ -8,6 +8,7 @@ import grpc
 
 from gateway.errors import InvalidRequestError, PolicyDeniedError, ResourceExhaustedError
 from gateway.interceptors import current_request_id
+from gateway.outbox import Outbox
 from gateway.security.identity import current_principal
 from gateway.settings import LimitsSettings
 from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
@@ -135,18 +136,33 @@ def response_message(outcome: Outcome, *, with_records: bool = True) -> share_pb
 class ShareServicer(share_pb2_grpc.ShareServiceServicer):
     """Share, Evaluate and ShareStream over the ``Sharing`` workflow."""
 
-    def __init__(self, *, sharing: Sharing, limits: LimitsSettings) -> None:
+    def __init__(
+        self, *, sharing: Sharing, limits: LimitsSettings, outbox: Outbox | None = None
+    ) -> None:
         self._sharing = sharing
         self._limits = limits
+        self._outbox = outbox
+
+    def _stage(self, order: ShareOrder, rpc: str) -> Outcome:
+        """DELIVERY_MODE_OUTBOX: decide and record now, stage for the partner's pull (R17)."""
+        if self._outbox is None:
+            raise InvalidRequestError(
+                "delivery to an outbox is not enabled on this gateway", reason="request.delivery"
+            )
+        outcome = self._outbox.stage(
+            order, current_principal(), request_id=current_request_id(), rpc=SERVICE + rpc
+        )
+        if not outcome.decision.allow:
+            raise refusal(outcome)
+        return outcome
 
     def Share(
         self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
     ) -> share_pb2.ShareResponse:
         check_request_limits(request, self._limits)
         if request.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
-            raise InvalidRequestError(
-                "delivery to an outbox is not enabled on this gateway", reason="request.delivery"
-            )
+            # Staged: the response carries the decision and the staging receipt, no records.
+            return response_message(self._stage(order_from_request(request), "Share"), with_records=False)
         outcome = self._sharing.share(
             order_from_request(request),
             current_principal(),
@@ -193,6 +209,10 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             check_limits(chunk.records, self._limits)
         if header is None:
             raise InvalidRequestError("empty stream: no header", reason="request.stream_header")
+        if header.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
+            outcome = self._stage(order_from_request(header, records), "ShareStream")
+            yield share_pb2.ShareStreamResponse(summary=response_message(outcome, with_records=False))
+            return
         outcome = self._sharing.share(
             order_from_request(header, records),
             current_principal(),

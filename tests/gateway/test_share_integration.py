@@ -186,3 +186,24 @@ def test_caller_without_identity_is_unauthenticated(gw: RunningGateway) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Share(ad_request("adco", "u1001"), timeout=5)
     assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
+
+
+def test_opa_server_engine_gives_the_same_decisions_as_the_embedded_one(
+    share: share_pb2_grpc.ShareServiceStub, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A gateway deciding through an OPA Data API server answers every demo scenario alike.
+
+    No OPA binary can be installed here: the server is ``FakeOpa``, which speaks OPA's REST
+    API and evaluates with regopy (rego-cpp), a different engine from the embedded regorus.
+    """
+    from gateway.demo import SCENARIOS
+    from gateway.policy.fake_opa import FakeOpa
+
+    with FakeOpa() as opa, running_gateway(
+        tmp_path_factory.mktemp("gw-opa"), policy={"opa_url": opa.url, "opa_timeout_s": 30}
+    ) as via_opa:
+        remote = share_pb2_grpc.ShareServiceStub(via_opa.channel("service", "checkout"))
+        requests = [make() for _, make in SCENARIOS.values()]
+        requests.append(ad_request("adco", "u1001", "u1002", "u1003", "u1004", "u1005", "u1007"))
+        for req in requests:
+            assert remote.Evaluate(req).decision == share.Evaluate(req).decision

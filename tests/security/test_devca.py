@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import stat
 from pathlib import Path
 
 from cryptography import x509
 from typer.testing import CliRunner
 
+from gateway.cli.certs import app as certs_app
 from gateway.security.devca import DEMO_PARTNERS, init_dev_pki
 from gateway.security.tokens import TokenStore
-
-
-def _certs_app():  # type: ignore[no-untyped-def]
-    # Loaded by path so this test does not depend on the rest of the CLI package.
-    path = Path(__file__).resolve().parents[2] / "gateway" / "cli" / "certs.py"
-    spec = importlib.util.spec_from_file_location("_certs_cli", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.app
 
 
 def test_init_writes_demo_identities_with_private_keys(tmp_path: Path) -> None:
     """certs init writes CA, server and every demo identity; keys 0600, directory 0700."""
     out = tmp_path / "certs"
-    result = CliRunner().invoke(_certs_app(), ["init", "--dir", str(out)])
+    result = CliRunner().invoke(certs_app, ["init", "--dir", str(out)])
     assert result.exit_code == 0, result.output
     names = {p.name for p in out.iterdir()}
     for partner in DEMO_PARTNERS:
@@ -58,9 +48,20 @@ def test_mint_token_prints_token_once_and_stores_hash(tmp_path: Path) -> None:
     """certs mint-token prints a token that verifies against the file."""
     tokens = tmp_path / "tokens.json"
     args = ["mint-token", "svc:checkout", "--role", "service", "--tokens-file", str(tokens)]
-    result = CliRunner().invoke(_certs_app(), args)
+    result = CliRunner().invoke(certs_app, args)
     assert result.exit_code == 0, result.output
     token = result.output.strip()
     assert token not in tokens.read_text()
     principal = TokenStore.from_file(tokens).verify(token)
     assert principal is not None and principal.id == "svc:checkout"
+
+
+def test_rotate_key_command_moves_current_key(tmp_path: Path) -> None:
+    """certs rotate-key prints the new key id and the ring's current key follows it."""
+    from gateway.security.keys import PseudonymKeys
+
+    keys = PseudonymKeys(directory=tmp_path)
+    first, _ = keys.current("adco")
+    result = CliRunner().invoke(certs_app, ["rotate-key", "adco", "--keys-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == keys.current("adco")[0] != first
