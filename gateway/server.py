@@ -25,7 +25,8 @@ from gateway.outbox import Outbox, OutboxStore
 from gateway.outbox.store import KEY_RING as OUTBOX_KEY_RING
 from gateway.registry import Registry
 from gateway.security.authn import Authenticator
-from gateway.security.devca import DEFAULT_TRUST_DOMAIN, init_dev_pki
+from gateway.security.devca import init_dev_pki
+from gateway.security.limits import server_options
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.identity import Principal
 from gateway.security.keys import KeyRing, PseudonymKeys
@@ -149,22 +150,17 @@ def create_server(gateway: Gateway) -> tuple[grpc.Server, int, health.HealthServ
     settings = gateway.settings
     tokens = TokenStore.from_file(settings.tokens_file) if settings.tokens_file else None
     authenticator = Authenticator(
-        trust_domain=DEFAULT_TRUST_DOMAIN,
+        trust_domain=settings.tls.trust_domain,
         verify_token=tokens.verify if tokens else None,
         partner_exists=lambda pid: gateway.registry.partner(pid) is not None,
     )
-    max_bytes = settings.limits.max_message_bytes
     server = grpc.server(
         ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc"),
         interceptors=[
             CallInterceptor(),
             AuthInterceptor(authenticator=authenticator, on_refused=gateway.record_refusal),
         ],
-        options=[
-            ("grpc.max_receive_message_length", max_bytes),
-            ("grpc.max_send_message_length", max_bytes),
-            ("grpc.so_reuseport", 1),
-        ],
+        options=[*server_options(settings.limits), ("grpc.so_reuseport", 1)],
         maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
     )
     share_pb2_grpc.add_ShareServiceServicer_to_server(

@@ -130,6 +130,13 @@ def evaluate_raw(engine: Any, input_json: str, path: str = DECISION_PATH) -> Any
     return json.loads(out)
 
 
+#: Per-thread compiled engines, keyed by ``id(EmbeddedEngine)``. Module-level on purpose: a
+#: regorus engine must be dropped on the thread that made it (pyo3 ``unsendable``), so the
+#: storage outlives engine instances and is only ever cleared by its own thread (on reload or
+#: at thread exit), never by the garbage collector on another thread.
+_THREAD_ENGINES = threading.local()
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     bundle: PolicyBundle  # validated: compiles and evaluates the probe input
@@ -152,7 +159,6 @@ class EmbeddedEngine:
     def __init__(self, *, policy_dir: Path) -> None:
         self._dir = Path(policy_dir)
         self._reload_lock = threading.Lock()
-        self._local = threading.local()
         self._current: _Compiled = self._build()
 
     @property
@@ -176,14 +182,17 @@ class EmbeddedEngine:
         return _Compiled(bundle=bundle)
 
     def _engine_for(self, compiled: _Compiled) -> Any:
-        cached = getattr(self._local, "engine", None)
+        engines: dict[int, tuple[_Compiled, Any]] = _THREAD_ENGINES.__dict__.setdefault(
+            "by_instance", {}
+        )
+        cached = engines.get(id(self))
         if cached is not None and cached[0] is compiled:
             return cached[1]
         try:
             engine = compile_bundle(compiled.bundle)
         except PolicyLoadError as e:  # validated at load: only a broken engine gets here
             raise PolicyEngineError(f"policy engine failed to compile: {e.message}") from e
-        self._local.engine = (compiled, engine)  # drops this thread's old engine here
+        engines[id(self)] = (compiled, engine)  # drops this thread's old engine here
         return engine
 
     def decide(self, input: Mapping[str, Any]) -> PolicyDecision:

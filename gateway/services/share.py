@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 import grpc
 
-from gateway.errors import InvalidRequestError, PolicyDeniedError, ResourceExhaustedError
+from gateway.errors import InvalidRequestError, PolicyDeniedError
 from gateway.interceptors import current_request_id
 from gateway.outbox import Outbox
 from gateway.security.identity import current_principal
+from gateway.security.limits import StreamBudget, check_request, require_deadline
 from gateway.settings import LimitsSettings
 from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
@@ -47,35 +48,6 @@ def order_from_request(
             for r in (request.records if records is None else records)
         ],
     )
-
-
-def check_limits(records: Sequence[share_pb2.Record], limits: LimitsSettings) -> None:
-    """Refuse records beyond the configured limits, naming the limit (never a value)."""
-    for i, record in enumerate(records):
-        if len(record.fields) > limits.max_fields_per_record:
-            raise InvalidRequestError(
-                f"record {i} has {len(record.fields)} fields; the limit is "
-                f"{limits.max_fields_per_record}",
-                reason="limits.fields_per_record",
-            )
-        for name, value in record.fields.items():
-            if len(value.encode()) > limits.max_field_value_bytes:
-                raise InvalidRequestError(
-                    f"record {i}: field {name[:64]!r} is longer than "
-                    f"{limits.max_field_value_bytes} bytes",
-                    reason="limits.field_value_length",
-                )
-
-
-def check_request_limits(request: share_pb2.ShareRequest, limits: LimitsSettings) -> None:
-    """Limits of a unary request: record count, then each record."""
-    if len(request.records) > limits.max_records_per_request:
-        raise ResourceExhaustedError(
-            f"{len(request.records)} records exceed the limit of "
-            f"{limits.max_records_per_request} per request",
-            reason="limits.records_per_request",
-        )
-    check_limits(request.records, limits)
 
 
 def decision_message(outcome: Outcome) -> share_pb2.Decision:
@@ -159,7 +131,7 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
     def Share(
         self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
     ) -> share_pb2.ShareResponse:
-        check_request_limits(request, self._limits)
+        check_request(request, self._limits)
         if request.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
             # Staged: the response carries the decision and the staging receipt, no records.
             return response_message(self._stage(order_from_request(request), "Share"), with_records=False)
@@ -176,7 +148,7 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
     def Evaluate(
         self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
     ) -> share_pb2.EvaluateResponse:
-        check_request_limits(request, self._limits)
+        check_request(request, self._limits)
         outcome = self._sharing.evaluate(order_from_request(request), current_principal())
         return share_pb2.EvaluateResponse(
             decision=decision_message(outcome), request_id=current_request_id()
@@ -185,6 +157,8 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
     def ShareStream(
         self, request_iterator: Iterator[share_pb2.ShareChunk], context: grpc.ServicerContext
     ) -> Iterator[share_pb2.ShareStreamResponse]:
+        require_deadline(context)
+        budget = StreamBudget(limits=self._limits)
         header: share_pb2.ShareRequest | None = None
         records: list[share_pb2.Record] = []
         for i, chunk in enumerate(request_iterator):
@@ -194,19 +168,14 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
                         "the first ShareChunk must carry the header", reason="request.stream_header"
                     )
                 header = chunk.header
-                check_limits(header.records, self._limits)
+                budget.add(header)
                 records.extend(header.records)
             elif chunk.HasField("header"):
                 raise InvalidRequestError(
                     "only the first ShareChunk may carry a header", reason="request.stream_header"
                 )
+            budget.add(chunk)
             records.extend(chunk.records)
-            if len(records) > self._limits.max_records_per_stream:
-                raise ResourceExhaustedError(
-                    f"stream exceeds {self._limits.max_records_per_stream} records",
-                    reason="limits.records_per_stream",
-                )
-            check_limits(chunk.records, self._limits)
         if header is None:
             raise InvalidRequestError("empty stream: no header", reason="request.stream_header")
         if header.delivery == share_pb2.DELIVERY_MODE_OUTBOX:

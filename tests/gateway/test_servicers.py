@@ -221,11 +221,11 @@ def test_limits_are_resource_exhausted_or_invalid_argument(
     req = request()
     req.records.append(share_pb2.Record(subject_id="u1002", fields={"tags": "x"}))
     _, code, details = call(server, req)
-    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit of 1" in details
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_records_per_request=1" in details
     req = request()
     req.records[0].fields["tags"] = "a-much-too-long-value"
     _, code, details = call(server, req)
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "longer than 8 bytes" in details
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "max_field_value_bytes=8" in details
     assert "a-much-too-long-value" not in details
 
 

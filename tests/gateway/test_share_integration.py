@@ -169,7 +169,7 @@ def test_share_stream_decides_once_for_the_whole_batch(
     chunks = [share_pb2.ShareChunk(header=header)] + [
         share_pb2.ShareChunk(records=[profile(s, *AD_FIELDS)]) for s in ("u1007", "u1002")
     ]
-    responses = list(share.ShareStream(iter(chunks)))
+    responses = list(share.ShareStream(iter(chunks), timeout=30))
     summary = responses[0].summary
     assert summary.decision.allowed
     records = [r for resp in responses[1:] for r in resp.records]

@@ -20,7 +20,16 @@ from gateway.enforcement import payload_digest, subject_ref
 from gateway.logs import configure_logging
 from gateway.testing import RunningGateway, running_gateway
 from ledger.verify import verify_inclusion
-from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
+from partner_gateway.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+    share_pb2,
+    share_pb2_grpc,
+)
 
 DEMO = json.loads(
     (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
@@ -97,6 +106,38 @@ def test_service_cannot_call_admin(gw: RunningGateway) -> None:
     """The service role cannot reload policies (admin only)."""
     stub = admin_pb2_grpc.AdminServiceStub(gw.channel("service", "checkout"))
     code = _code(lambda: stub.ReloadPolicy(admin_pb2.ReloadPolicyRequest(), timeout=10))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_partner_cannot_pull_another_partners_outbox(gw: RunningGateway) -> None:
+    """A share staged for logiship is pulled by logiship only; adco's Pull never sees it."""
+    staged = _delivery_request()
+    staged.delivery = share_pb2.DELIVERY_MODE_OUTBOX
+    receipt = _share_stub(gw, "service", "checkout").Share(staged, timeout=10).receipt
+
+    def pull(partner: str) -> list[Any]:
+        stub = partner_pb2_grpc.PartnerServiceStub(gw.channel("partner", partner))
+        return list(stub.Pull(partner_pb2.PullRequest(), timeout=10))
+
+    assert [i.staged_ledger_index for i in pull("adco")] == []
+    assert receipt.ledger_index in [i.staged_ledger_index for i in pull("logiship")]
+
+
+def test_partner_cannot_call_audit_service_but_auditor_can(gw: RunningGateway) -> None:
+    """AuditService is the auditor's: a partner or a service is PERMISSION_DENIED."""
+    request = audit_pb2.GetCheckpointRequest()
+    for kind, name in (("partner", "adco"), ("service", "checkout")):
+        stub = audit_pb2_grpc.AuditServiceStub(gw.channel(kind, name))
+        code = _code(lambda s=stub: s.GetCheckpoint(request, timeout=10))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+    auditor = audit_pb2_grpc.AuditServiceStub(gw.channel("auditor", "audit-team"))
+    assert auditor.GetCheckpoint(request, timeout=10).origin
+
+
+def test_service_cannot_pull_a_partner_outbox(gw: RunningGateway) -> None:
+    """Pull is for partners only."""
+    stub = partner_pb2_grpc.PartnerServiceStub(gw.channel("service", "checkout"))
+    code = _code(lambda: list(stub.Pull(partner_pb2.PullRequest(), timeout=10)))
     assert code == grpc.StatusCode.PERMISSION_DENIED
 
 

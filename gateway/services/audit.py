@@ -1,0 +1,202 @@
+"""AuditService (role auditor, read-only): ledger queries, receipts, checkpoints, proofs,
+and the subject report ("who got my data", §五).
+
+Entries come back as stored: the canonical bytes (so an auditor can recompute leaf hashes)
+and decoded fields. Subjects appear only as ledger pseudonyms inside ``data``; a clear subject
+id is accepted as a filter and never returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC as _UTC
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gateway.auditing import (
+    RECEIPT_FORMAT,
+    Filter,
+    covering_checkpoint,
+    iter_entries,
+    prove_entry,
+    query_page,
+    recipients,
+    subject_report,
+)
+from gateway.errors import InvalidRequestError
+from ledger import Ledger, StoredEntry
+from ledger.log import MAX_QUERY_LIMIT
+from partner_gateway.v1 import audit_pb2, audit_pb2_grpc
+
+DEFAULT_PAGE_SIZE = 100
+_DECISIONS = frozenset({"ALLOW", "DENY"})
+
+
+def _timestamp(t: object) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(t)  # type: ignore[arg-type]
+    return ts
+
+
+def entry_message(stored: StoredEntry) -> audit_pb2.LedgerEntry:
+    e = stored.entry
+    return audit_pb2.LedgerEntry(
+        index=stored.index,
+        leaf_hash=stored.leaf_hash,
+        data=stored.data,
+        time=_timestamp(e.time),
+        decision=e.decision,
+        partner_id=e.partner_id,
+        purpose=e.purpose,
+        action=e.action,
+        mode=e.mode,
+        caller=e.caller,
+        rpc=e.rpc,
+        request_id=e.request_id,
+        legal_basis=e.legal_basis,
+        record_type=e.record_type,
+        reason_codes=e.reason_codes,
+        categories_disclosed=e.categories_disclosed,
+        categories_removed=e.categories_removed,
+        record_count=e.record_count,
+        subject_count=e.subject_count,
+        excluded_count=e.excluded_count,
+        policy_revision=e.policy_revision,
+    )
+
+
+def filter_from_message(f: audit_pb2.DisclosureFilter) -> Filter:
+    """Empty fields mean "any"; timestamps become aware UTC datetimes.
+
+    Raises:
+        InvalidRequestError: an unknown decision value.
+    """
+    decision = f.decision.upper() or None
+    if decision is not None and decision not in _DECISIONS:
+        raise InvalidRequestError("decision must be ALLOW or DENY", reason="audit.bad_decision")
+    return Filter(
+        subject_id=f.subject_id or None,
+        partner_id=f.partner_id or None,
+        purpose=f.purpose or None,
+        action=f.action.upper() or None,
+        decision=decision,
+        since=f.since.ToDatetime(tzinfo=_UTC) if f.HasField("since") else None,
+        until=f.until.ToDatetime(tzinfo=_UTC) if f.HasField("until") else None,
+    )
+
+
+def parse_page_token(token: str) -> int:
+    """A page token is the decimal index of the last entry of the previous page.
+
+    Raises:
+        InvalidRequestError: not a token this service issued.
+    """
+    if not token:
+        return -1
+    if not token.isdigit() or len(token) > 19:
+        raise InvalidRequestError("page_token is not a ledger cursor", reason="audit.bad_page_token")
+    return int(token)
+
+
+def receipt_document_from_message(receipt: audit_pb2.Receipt) -> dict[str, object]:
+    """The saved-receipt document (``gateway.auditing.receipt_document``) of a GetReceipt
+    answer, for ``share-gateway audit verify-receipt``."""
+    return {
+        "format": RECEIPT_FORMAT,
+        "index": receipt.entry.index,
+        "entry": receipt.entry.data.decode("utf-8"),
+        "leaf_hash": receipt.entry.leaf_hash.hex(),
+        "tree_size": receipt.tree_size,
+        "inclusion_proof": [h.hex() for h in receipt.inclusion_proof],
+        "checkpoint": receipt.checkpoint,
+    }
+
+
+class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
+    """The auditor's read-only view of the ledger."""
+
+    def __init__(self, *, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def QueryDisclosures(
+        self, request: audit_pb2.QueryDisclosuresRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.QueryDisclosuresResponse:
+        size = request.page_size or DEFAULT_PAGE_SIZE
+        if size > MAX_QUERY_LIMIT:
+            raise InvalidRequestError(
+                f"page_size must be at most {MAX_QUERY_LIMIT}", reason="audit.page_size"
+            )
+        entries, next_cursor = query_page(
+            self._ledger,
+            filter_from_message(request.filter),
+            after_index=parse_page_token(request.page_token),
+            page_size=size,
+        )
+        return audit_pb2.QueryDisclosuresResponse(
+            entries=[entry_message(e) for e in entries],
+            next_page_token="" if next_cursor is None else str(next_cursor),
+        )
+
+    def StreamDisclosures(
+        self, request: audit_pb2.StreamDisclosuresRequest, context: grpc.ServicerContext
+    ) -> Iterator[audit_pb2.LedgerEntry]:
+        flt = filter_from_message(request.filter)
+        for stored in iter_entries(
+            self._ledger, flt, after_index=parse_page_token(request.page_token)
+        ):
+            yield entry_message(stored)
+
+    def GetReceipt(
+        self, request: audit_pb2.GetReceiptRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.Receipt:
+        proven = prove_entry(self._ledger, request.index)
+        return audit_pb2.Receipt(
+            entry=entry_message(proven.entry),
+            tree_size=proven.tree_size,
+            inclusion_proof=proven.inclusion_proof,
+            checkpoint=proven.checkpoint.note,
+        )
+
+    def GetCheckpoint(
+        self, request: audit_pb2.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.Checkpoint:
+        # Sign one covering the whole log if the log grew since the last (adds no entry).
+        cp = covering_checkpoint(self._ledger, self._ledger.size)
+        return audit_pb2.Checkpoint(
+            origin=cp.origin,
+            size=cp.size,
+            root=cp.root,
+            note=cp.note,
+            verifier_key=self._ledger.verifier_key,
+        )
+
+    def GetConsistencyProof(
+        self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.ConsistencyProof:
+        proof = self._ledger.consistency_proof(request.old_size, request.new_size)
+        return audit_pb2.ConsistencyProof(
+            old_size=request.old_size, new_size=request.new_size, proof=proof
+        )
+
+    def SubjectReport(
+        self, request: audit_pb2.SubjectReportRequest, context: grpc.ServicerContext
+    ) -> audit_pb2.SubjectReportResponse:
+        if not request.subject_id:
+            raise InvalidRequestError("subject_id is required", reason="audit.subject_id_missing")
+        report = subject_report(self._ledger, request.subject_id)
+        return audit_pb2.SubjectReportResponse(
+            disclosures=[
+                audit_pb2.SubjectDisclosure(
+                    ledger_index=d.index,
+                    time=_timestamp(d.time),
+                    partner_id=d.partner_id,
+                    purpose=d.purpose,
+                    action=d.action,
+                    mode=d.mode,
+                    categories=d.categories,
+                )
+                for d in report
+            ],
+            recipients=recipients(report),
+        )

@@ -1,0 +1,215 @@
+"""Partner outboxes end to end (R17): staging, pull-time re-decision, ack, resume, retention."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.testing import RunningGateway, running_gateway
+from partner_gateway.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+    share_pb2,
+    share_pb2_grpc,
+)
+
+DEMO = json.loads(
+    (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
+)
+AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
+
+
+def profile(subject_id: str, *fields: str) -> share_pb2.Record:
+    rec = next(r for r in DEMO["customer_profile"] if r["subject_id"] == subject_id)
+    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
+
+
+def ad_outbox_request(partner: str, *subjects: str) -> share_pb2.ShareRequest:
+    return share_pb2.ShareRequest(
+        recipient_id=partner,
+        purpose="ad_delivery",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
+        record_type="customer_profile",
+        records=[profile(s, *AD_FIELDS) for s in subjects],
+        delivery=share_pb2.DELIVERY_MODE_OUTBOX,
+    )
+
+
+def delivery_outbox_request() -> share_pb2.ShareRequest:
+    rec = DEMO["delivery_order"][0]
+    return share_pb2.ShareRequest(
+        recipient_id="logiship",
+        purpose="delivery",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
+        record_type="delivery_order",
+        records=[
+            share_pb2.Record(
+                subject_id=rec["subject_id"],
+                order_id=rec["order_id"],
+                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
+            )
+        ],
+        delivery=share_pb2.DELIVERY_MODE_OUTBOX,
+    )
+
+
+@pytest.fixture
+def gw(tmp_path: Path) -> Iterator[RunningGateway]:
+    with running_gateway(tmp_path) as running:
+        yield running
+
+
+def share_stub(gw: RunningGateway) -> share_pb2_grpc.ShareServiceStub:
+    return share_pb2_grpc.ShareServiceStub(gw.channel("service", "checkout"))
+
+
+def partner_stub(gw: RunningGateway, name: str) -> partner_pb2_grpc.PartnerServiceStub:
+    return partner_pb2_grpc.PartnerServiceStub(gw.channel("partner", name))
+
+
+def pull(gw: RunningGateway, name: str, **kw: object) -> list[partner_pb2.OutboxItem]:
+    return list(partner_stub(gw, name).Pull(partner_pb2.PullRequest(**kw), timeout=10))  # type: ignore[arg-type]
+
+
+def test_staging_returns_decision_and_receipt_but_no_records(gw: RunningGateway) -> None:
+    """A share to an outbox is decided and recorded as 'stage'; the caller gets no records."""
+    resp = share_stub(gw).Share(ad_outbox_request("adco", "u1001"))
+    assert resp.decision.allowed
+    assert not resp.records
+    entry = gw.gateway.ledger.get_entry(resp.receipt.ledger_index).entry
+    assert (entry.mode, entry.decision, entry.partner_id) == ("stage", "ALLOW", "adco")
+
+
+def test_partner_pulls_only_its_own_outbox(gw: RunningGateway) -> None:
+    """Each partner receives exactly the shares addressed to it, with its own pseudonyms."""
+    share = share_stub(gw)
+    share.Share(ad_outbox_request("adco", "u1001", "u1007"))
+    share.Share(ad_outbox_request("admetrics", "u1001"))
+    share.Share(delivery_outbox_request())
+    adco = pull(gw, "adco")
+    admetrics = pull(gw, "admetrics")
+    assert len(adco) == 1 and len(adco[0].records) == 2
+    assert len(admetrics) == 1 and len(admetrics[0].records) == 1
+    adco_refs = {r.fields["account_id"] for r in adco[0].records}
+    assert admetrics[0].records[0].fields["account_id"] not in adco_refs  # no joins across partners
+    for item, partner in ((adco[0], "adco"), (admetrics[0], "admetrics")):
+        assert all("name" not in r.fields for r in item.records)  # never logiship's share
+        entry = gw.gateway.ledger.get_entry(item.receipt.ledger_index).entry
+        assert (entry.mode, entry.partner_id, entry.caller) == ("pull", partner, f"partner:{partner}")
+        assert item.receipt.ledger_index > item.staged_ledger_index
+
+
+def test_consent_withdrawn_after_staging_leaves_subject_out_at_pull(gw: RunningGateway) -> None:
+    """A subject who withdraws consent between staging and pull is not delivered; the ledger
+    holds the pull-time decision naming the exclusion."""
+    staged = share_stub(gw).Share(ad_outbox_request("adco", "u1001", "u1007"))
+    assert not staged.decision.excluded_subjects
+    admin = admin_pb2_grpc.AdminServiceStub(gw.channel("admin", "ops"))
+    admin.WithdrawConsent(admin_pb2.WithdrawConsentRequest(subject_id="u1007"))
+    [item] = pull(gw, "adco")
+    assert item.allowed
+    assert len(item.records) == 1 and item.excluded_count == 1
+    entry = gw.gateway.ledger.get_entry(item.receipt.ledger_index).entry
+    assert (entry.mode, entry.decision) == ("pull", "ALLOW")
+    assert entry.subject_count == 1 and entry.excluded_count == 1
+    assert any(code.startswith("R14") for code in entry.reason_codes)
+    assert gw.gateway.ledger.subject_pseudonym("u1007") in entry.excluded_subjects
+
+
+def test_partner_with_expired_agreement_gets_nothing_at_pull(gw: RunningGateway) -> None:
+    """If the agreement expires after staging, the pull is refused, recorded, and empty."""
+    share_stub(gw).Share(ad_outbox_request("adco", "u1001"))
+    registry = gw.gateway.registry
+    adco = registry.partner("adco")
+    assert adco is not None
+    registry.upsert_partner(adco.model_copy(update={"agreement_expires": "2020-01-01"}))
+    [item] = pull(gw, "adco")
+    assert not item.allowed and not item.records
+    assert item.reasons
+    entry = gw.gateway.ledger.get_entry(item.receipt.ledger_index).entry
+    assert (entry.mode, entry.decision, entry.record_count) == ("pull", "DENY", 0)
+
+
+def test_staging_refused_by_policy_is_permission_denied_and_recorded(gw: RunningGateway) -> None:
+    """Staging to a partner whose agreement ended is refused like an inline share, and logged."""
+    before = gw.gateway.ledger.size
+    req = ad_outbox_request("expired-ads", "u1001")
+    del req.records[:]
+    req.records.append(profile("u1001", "account_id", "tags"))
+    with pytest.raises(grpc.RpcError) as info:
+        share_stub(gw).Share(req)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    entry = gw.gateway.ledger.get_entry(before).entry
+    assert (entry.mode, entry.decision) == ("stage", "DENY")
+    assert gw.gateway.outbox is not None and gw.gateway.outbox.store.count() == 0
+
+
+def test_pull_resumes_after_a_cursor_and_acked_items_are_not_served_again(
+    gw: RunningGateway,
+) -> None:
+    """Pull is ordered and resumable from a cursor; Ack removes what was received."""
+    share = share_stub(gw)
+    for _ in range(3):
+        share.Share(ad_outbox_request("adco", "u1001"))
+    first = pull(gw, "adco", max_items=2)
+    assert len(first) == 2
+    rest = pull(gw, "adco", cursor=first[-1].cursor)
+    assert len(rest) == 1
+    cursors = [int(i.cursor) for i in (*first, *rest)]
+    assert cursors == sorted(cursors)
+    ack = partner_stub(gw, "adco").Ack(partner_pb2.AckRequest(cursor=rest[-1].cursor))
+    assert ack.acknowledged == 3
+    assert pull(gw, "adco") == []
+
+
+def test_ack_never_removes_an_item_the_partner_has_not_received(gw: RunningGateway) -> None:
+    """A cumulative ack leaves alone staged items that were never pulled."""
+    share = share_stub(gw)
+    share.Share(ad_outbox_request("adco", "u1001"))
+    [item] = pull(gw, "adco")
+    share.Share(ad_outbox_request("adco", "u1001"))
+    stub = partner_stub(gw, "adco")
+    assert stub.Ack(partner_pb2.AckRequest(cursor=str(int(item.cursor) + 1))).acknowledged == 1
+    assert len(pull(gw, "adco")) == 1
+
+
+def test_service_and_auditor_cannot_pull(gw: RunningGateway) -> None:
+    """Only the partner role may call Pull."""
+    for kind, name in (("service", "checkout"), ("auditor", "audit-team")):
+        stub = partner_pb2_grpc.PartnerServiceStub(gw.channel(kind, name))
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.Pull(partner_pb2.PullRequest(), timeout=10))
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_staged_rows_hold_no_plaintext(gw: RunningGateway, tmp_path: Path) -> None:
+    """The database files contain none of the staged names, phones or addresses."""
+    share_stub(gw).Share(delivery_outbox_request())
+    fields = DEMO["delivery_order"][0]["fields"]
+    blob = b"".join(p.read_bytes() for p in tmp_path.glob("gateway.db*"))
+    assert blob
+    for value in (fields["name"], fields["phone"], fields["address"]):
+        assert value.encode() not in blob
+    [item] = pull(gw, "logiship")
+    assert item.records[0].fields["name"] == fields["name"]  # it does decrypt for its partner
+    key_files = list((tmp_path / "keys" / "outbox").glob("*.key"))
+    assert key_files and all(p.stat().st_mode & 0o077 == 0 for p in key_files)
+
+
+def test_expired_rows_are_never_served_and_are_purged(tmp_path: Path) -> None:
+    """A staged share past its retention is not delivered and is deleted."""
+    with running_gateway(tmp_path, outbox={"retention_hours": 0.5 / 3600}) as gw:
+        share_stub(gw).Share(ad_outbox_request("adco", "u1001"))
+        assert gw.gateway.outbox is not None and gw.gateway.outbox.store.count() == 1
+        time.sleep(0.6)
+        assert pull(gw, "adco") == []
+        assert gw.gateway.outbox.store.count() == 0
