@@ -30,9 +30,11 @@ from gateway.auditing import (
     iter_entries,
     prove_entry,
     receipt_document,
-    recipients as report_recipients,
     subject_report,
     verify_receipt,
+)
+from gateway.auditing import (
+    recipients as report_recipients,
 )
 from ledger import Ledger, LedgerError, StoredEntry, VerificationError
 
@@ -54,8 +56,18 @@ KeysOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SubjectOpt = Annotated[str, typer.Option("--subject", help="Clear subject id to look up.")]
 
-COLUMNS = ("index", "time", "decision", "partner", "purpose", "action", "mode", "records",
-           "categories", "reasons")
+COLUMNS = (
+    "index",
+    "time",
+    "decision",
+    "partner",
+    "purpose",
+    "action",
+    "mode",
+    "records",
+    "categories",
+    "reasons",
+)
 
 
 @contextmanager
@@ -90,7 +102,11 @@ def _time(value: str | None) -> datetime | None:
 
 def entry_json(stored: StoredEntry) -> dict[str, Any]:
     """The entry as its canonical JSON object plus its leaf hash (for --json and export)."""
-    return {"index": stored.index, "leaf_hash": stored.leaf_hash.hex(), "entry": json.loads(stored.data)}
+    return {
+        "index": stored.index,
+        "leaf_hash": stored.leaf_hash.hex(),
+        "entry": json.loads(stored.data),
+    }
 
 
 def _row(stored: StoredEntry) -> list[str]:
@@ -229,7 +245,9 @@ def recipients(
 
 @app.command()
 def export(
-    out: Annotated[Path | None, typer.Option("--out", help="File to write (default: stdout).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default: stdout).")
+    ] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     keys_dir: KeysOpt = None,
@@ -287,9 +305,9 @@ def verify_receipt_cmd(
     except VerificationError as e:
         typer.echo(f"FAILED: {e}")
         raise typer.Exit(1) from None
-    e = verified.entry
+    entry = verified.entry
     typer.echo(
-        f"OK: entry {verified.index} ({e.get('decision')} {e.get('mode')} to "
-        f"{e.get('partner_id') or '-'}, {e.get('time')}) is in {verified.origin} "
+        f"OK: entry {verified.index} ({entry.get('decision')} {entry.get('mode')} to "
+        f"{entry.get('partner_id') or '-'}, {entry.get('time')}) is in {verified.origin} "
         f"at tree size {verified.tree_size}; checkpoint signature valid"
     )

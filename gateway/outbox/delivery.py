@@ -50,7 +50,9 @@ class Outbox:
         self._sharing = sharing
         self.store = store
 
-    def stage(self, order: ShareOrder, principal: Principal, *, request_id: str, rpc: str) -> Outcome:
+    def stage(
+        self, order: ShareOrder, principal: Principal, *, request_id: str, rpc: str
+    ) -> Outcome:
         """Decide and record a share addressed to an outbox; stage it if allowed.
 
         Returns:
@@ -62,7 +64,9 @@ class Outbox:
                 failure after the ledger append, the ledger holds a staging entry for a
                 share that was not staged (the safe direction: nothing left).
         """
-        outcome = self._sharing.share(order, principal, request_id=request_id, rpc=rpc, mode="stage")
+        outcome = self._sharing.share(
+            order, principal, request_id=request_id, rpc=rpc, mode="stage"
+        )
         if not outcome.decision.allow:
             return outcome
         # Only subjects allowed now are staged; the pull decides again for each of them.
@@ -90,15 +94,13 @@ class Outbox:
         partner_id = principal.partner_id or ""
         require_partner(partner_id)  # the outbox is always the caller's own (R17)
         self.store.purge_expired()
-        served = 0
-        for staged in self.store.pending(partner_id, after=after):
+        for served, staged in enumerate(self.store.pending(partner_id, after=after)):
             if max_items and served >= max_items:
                 return
             outcome = self._sharing.share(
                 staged.order, principal, request_id=request_id, rpc=rpc, mode="pull"
             )
             self.store.mark_delivered(partner_id, staged.seq)
-            served += 1
             yield Pulled(staged=staged, outcome=outcome)
 
     def ack(self, principal: Principal, *, cursor: int) -> int:

@@ -215,7 +215,7 @@ class OutboxStore:
     def mark_delivered(self, partner_id: str, seq: int) -> None:
         """Record that row ``seq`` was handed to ``partner_id`` (an ack may now remove it)."""
         with self._session() as s:
-            s.exec(  # type: ignore[call-overload]
+            s.exec(
                 update(OutboxRow)
                 .where(col(OutboxRow.partner_id) == partner_id, col(OutboxRow.seq) == seq)
                 .values(delivered_us=_micros(self._clock()))
@@ -229,7 +229,7 @@ class OutboxStore:
             How many rows were removed.
         """
         with self._session() as s:
-            res = s.exec(  # type: ignore[call-overload]
+            res = s.exec(
                 delete(OutboxRow).where(
                     col(OutboxRow.partner_id) == partner_id,
                     col(OutboxRow.seq) <= cursor,
@@ -242,7 +242,7 @@ class OutboxStore:
     def purge_expired(self) -> int:
         """Delete every row past its retention (all partners). Returns how many."""
         with self._session() as s:
-            res = s.exec(  # type: ignore[call-overload]
+            res = s.exec(
                 delete(OutboxRow).where(col(OutboxRow.expires_us) <= _micros(self._clock()))
             )
             s.commit()

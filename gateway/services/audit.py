@@ -95,7 +95,9 @@ def parse_page_token(token: str) -> int:
     if not token:
         return -1
     if not token.isdigit() or len(token) > 19:
-        raise InvalidRequestError("page_token is not a ledger cursor", reason="audit.bad_page_token")
+        raise InvalidRequestError(
+            "page_token is not a ledger cursor", reason="audit.bad_page_token"
+        )
     return int(token)
 
 

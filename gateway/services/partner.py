@@ -29,7 +29,9 @@ def _timestamp(t: datetime) -> Timestamp:
     return ts
 
 
-def item_messages(pulled: Pulled, *, chunk: int = STREAM_CHUNK_RECORDS) -> Iterator[partner_pb2.OutboxItem]:
+def item_messages(
+    pulled: Pulled, *, chunk: int = STREAM_CHUNK_RECORDS
+) -> Iterator[partner_pb2.OutboxItem]:
     """The ``OutboxItem`` messages of one pulled share (several parts if it is large)."""
     staged, outcome = pulled.staged, pulled.outcome
     d = outcome.decision

@@ -104,7 +104,11 @@ def test_partner_pulls_only_its_own_outbox(gw: RunningGateway) -> None:
     for item, partner in ((adco[0], "adco"), (admetrics[0], "admetrics")):
         assert all("name" not in r.fields for r in item.records)  # never logiship's share
         entry = gw.gateway.ledger.get_entry(item.receipt.ledger_index).entry
-        assert (entry.mode, entry.partner_id, entry.caller) == ("pull", partner, f"partner:{partner}")
+        assert (entry.mode, entry.partner_id, entry.caller) == (
+            "pull",
+            partner,
+            f"partner:{partner}",
+        )
         assert item.receipt.ledger_index > item.staged_ledger_index
 
 

@@ -1,0 +1,5 @@
+"""``python -m gateway`` = ``share-gateway``."""
+
+from gateway.cli import main
+
+main()
