@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import statistics
 import time
 from collections import Counter
@@ -63,7 +64,7 @@ class LoadResult:
         return asdict(self)
 
 
-def _channel(spec: LoadSpec) -> grpc.aio.Channel:
+def _channel(spec: LoadSpec, n: int) -> grpc.aio.Channel:
     pki = Path(spec.pki)
     creds = grpc.ssl_channel_credentials(
         root_certificates=(pki / "ca.crt").read_bytes(),
@@ -72,12 +73,12 @@ def _channel(spec: LoadSpec) -> grpc.aio.Channel:
     )
     # A distinct channel arg keeps channels from sharing one subchannel (one TCP connection).
     return grpc.aio.secure_channel(
-        spec.address, creds, options=[("bench.channel", id(creds)), ("grpc.so_reuseport", 0)]
+        spec.address, creds, options=[("bench.channel", f"{os.getpid()}-{n}")]
     )
 
 
 async def _worker(spec: LoadSpec, start_at: float) -> tuple[list[float], Counter[str], float]:
-    channels = [_channel(spec) for _ in range(spec.channels)]
+    channels = [_channel(spec, n) for n in range(spec.channels)]
     for ch in channels:
         await asyncio.wait_for(ch.channel_ready(), 30)
     calls = [ch.unary_unary(spec.method) for ch in channels]

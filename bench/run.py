@@ -197,9 +197,9 @@ class Bench:
         chunks = list(bulk_chunks())
         with procs.client_channel(self.addresses[target], self.pki) as ch:
             stub = share_pb2_grpc.ShareServiceStub(ch)
-            n = sum(len(m.records) for m in stub.ShareStream(iter(chunks[:2])))  # warm-up
+            n = sum(len(m.records) for m in stub.ShareStream(iter(chunks[:2]), timeout=120))  # warm-up
             t0 = time.perf_counter()
-            n = sum(len(m.records) for m in stub.ShareStream(iter(chunks)))
+            n = sum(len(m.records) for m in stub.ShareStream(iter(chunks), timeout=120))
             dt = time.perf_counter() - t0
         return {"records": n, "seconds": round(dt, 3), "records_per_s": round(n / dt, 1)}
 

@@ -40,8 +40,9 @@ def seed_registry(url: str, n: int = BULK_SUBJECTS) -> None:
     engine = sa.create_engine(url)
     try:
         with engine.begin() as conn:
-            have = conn.exec_driver_sql(
-                "SELECT count(*) FROM registry_subjects WHERE subject_id LIKE 'b%'"
+            have = conn.execute(
+                sa.text("SELECT count(*) FROM registry_subjects WHERE subject_id = :s"),
+                {"s": subject_id(0)},
             ).scalar()
             if have:
                 return

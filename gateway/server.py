@@ -20,9 +20,9 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.errors import GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
-from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
 from gateway.outbox import Outbox, OutboxStore
 from gateway.outbox.store import KEY_RING as OUTBOX_KEY_RING
+from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
 from gateway.registry import Registry
 from gateway.security.authn import Authenticator
 from gateway.security.devca import init_dev_pki

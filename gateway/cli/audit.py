@@ -256,7 +256,7 @@ def export(
     try:
         with open_ledger(db, config, keys_dir) as ledger:
             lines = (
-                json.dumps(entry_json(s), ensure_ascii=False, sort_keys=True)
+                json.dumps(entry_json(s), ensure_ascii=False, separators=(",", ":"))
                 for s in iter_entries(ledger, Filter())
             )
             if out is None:

@@ -134,7 +134,9 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         check_request(request, self._limits)
         if request.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
             # Staged: the response carries the decision and the staging receipt, no records.
-            return response_message(self._stage(order_from_request(request), "Share"), with_records=False)
+            return response_message(
+                self._stage(order_from_request(request), "Share"), with_records=False
+            )
         outcome = self._sharing.share(
             order_from_request(request),
             current_principal(),
@@ -180,7 +182,9 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             raise InvalidRequestError("empty stream: no header", reason="request.stream_header")
         if header.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
             outcome = self._stage(order_from_request(header, records), "ShareStream")
-            yield share_pb2.ShareStreamResponse(summary=response_message(outcome, with_records=False))
+            yield share_pb2.ShareStreamResponse(
+                summary=response_message(outcome, with_records=False)
+            )
             return
         outcome = self._sharing.share(
             order_from_request(header, records),

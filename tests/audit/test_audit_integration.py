@@ -75,7 +75,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
         share.Share(ad_request("adco", "u1001", "u1002"))  # u1001 -> adco; u1002 opted out
         share.Share(ad_request("admetrics", "u1007", outbox=True))  # staged only...
         partner = partner_pb2_grpc.PartnerServiceStub(running.channel("partner", "admetrics"))
-        list(partner.Pull(partner_pb2.PullRequest()))  # ...then pulled: u1007 -> admetrics
+        list(
+            partner.Pull(partner_pb2.PullRequest(), timeout=10)
+        )  # ...then pulled: u1007 -> admetrics
         with pytest.raises(grpc.RpcError):
             share.Share(ad_request("nobody-inc", "u1001"))  # refused, recorded
         yield running
@@ -112,8 +114,30 @@ def test_auditor_finds_a_subjects_disclosures_by_subject_id(
     assert [e.partner_id for e in allowed.entries] == ["adco"]
 
 
+def test_time_range_filter_is_half_open(audit: audit_pb2_grpc.AuditServiceStub) -> None:
+    """`since` is inclusive and `until` exclusive: an entry's own time selects exactly it."""
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    first = audit.QueryDisclosures(audit_pb2.QueryDisclosuresRequest(page_size=1)).entries[0]
+    later = Timestamp(seconds=first.time.seconds + 3600)
+    only_before = audit.QueryDisclosures(
+        audit_pb2.QueryDisclosuresRequest(filter=audit_pb2.DisclosureFilter(until=first.time))
+    )
+    assert first.index not in [e.index for e in only_before.entries]
+    window = audit.QueryDisclosures(
+        audit_pb2.QueryDisclosuresRequest(
+            filter=audit_pb2.DisclosureFilter(since=first.time, until=later)
+        )
+    )
+    assert window.entries[0].index == first.index
+    none = audit.QueryDisclosures(
+        audit_pb2.QueryDisclosuresRequest(filter=audit_pb2.DisclosureFilter(since=later))
+    )
+    assert not none.entries
+
+
 def test_subject_report_lists_who_received_the_data(audit: audit_pb2_grpc.AuditServiceStub) -> None:
-    """The report names each recipient, purpose and categories; exclusions and staging do not count."""
+    """The report names recipients, purposes and categories; exclusions and staging do not count."""
     report = audit.SubjectReport(audit_pb2.SubjectReportRequest(subject_id="u1001"))
     assert list(report.recipients) == ["adco", "logiship"]
     adco = next(d for d in report.disclosures if d.partner_id == "adco")
@@ -199,7 +223,9 @@ def test_pagination_returns_every_entry_exactly_once(
             break
     size = gw.gateway.ledger.size
     assert seen == list(range(size))
-    streamed = [e.index for e in audit.StreamDisclosures(audit_pb2.StreamDisclosuresRequest())]
+    streamed = [
+        e.index for e in audit.StreamDisclosures(audit_pb2.StreamDisclosuresRequest(), timeout=10)
+    ]
     assert streamed == seen
 
 

@@ -217,3 +217,59 @@ def test_expired_rows_are_never_served_and_are_purged(tmp_path: Path) -> None:
         time.sleep(0.6)
         assert pull(gw, "adco") == []
         assert gw.gateway.outbox.store.count() == 0
+
+
+def test_share_stream_can_stage_a_bulk_batch_to_an_outbox(gw: RunningGateway) -> None:
+    """A ShareStream whose header asks for the outbox stages the batch and returns no records."""
+    header = ad_outbox_request("adco", "u1001")
+    chunks = [
+        share_pb2.ShareChunk(header=header),
+        share_pb2.ShareChunk(records=[profile("u1007", *AD_FIELDS)]),
+    ]
+    [resp] = list(share_stub(gw).ShareStream(iter(chunks), timeout=10))
+    assert resp.summary.decision.allowed and not resp.summary.records
+    [item] = pull(gw, "adco")
+    assert len(item.records) == 2 and (item.part, item.parts) == (0, 1)
+
+
+def test_large_staged_share_arrives_in_parts_with_one_cursor() -> None:
+    """A pulled share with more records than a chunk is split into numbered parts."""
+    from datetime import UTC, datetime
+
+    from gateway.outbox import Pulled, StagedShare
+    from gateway.policy import PolicyDecision
+    from gateway.policy.decision import NO_OBLIGATIONS
+    from gateway.services.partner import item_messages
+    from gateway.sharing import DisclosedRecord, Outcome, ShareOrder
+
+    now = datetime.now(UTC)
+    staged = StagedShare(
+        seq=9,
+        partner_id="adco",
+        staged_at=now,
+        expires_at=now,
+        staged_ledger_index=1,
+        order=ShareOrder(
+            recipient_id="adco",
+            purpose="p",
+            action="SHARE",
+            legal_basis="X",
+            record_type="customer_profile",
+        ),
+    )
+    records = [DisclosedRecord(subject_id=str(i), subject_ref=f"r{i}", fields={}) for i in range(5)]
+    decision = PolicyDecision(
+        allow=True,
+        reasons=(),
+        excluded={},
+        obligations=NO_OBLIGATIONS,
+        subject_obligations={},
+        revision="r",
+    )
+    outcome = Outcome(decision=decision, excluded={}, records=records)
+    parts = list(item_messages(Pulled(staged=staged, outcome=outcome), chunk=2))
+    assert [(p.cursor, p.part, p.parts, len(p.records)) for p in parts] == [
+        ("9", 0, 3, 2),
+        ("9", 1, 3, 2),
+        ("9", 2, 3, 1),
+    ]
