@@ -25,6 +25,7 @@ from gateway.auditing import (
     subject_report,
 )
 from gateway.errors import InvalidRequestError
+from gateway.security.limits import require_deadline
 from ledger import Ledger, StoredEntry
 from ledger.log import MAX_QUERY_LIMIT
 from partner_gateway.v1 import audit_pb2, audit_pb2_grpc
@@ -143,6 +144,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def StreamDisclosures(
         self, request: audit_pb2.StreamDisclosuresRequest, context: grpc.ServicerContext
     ) -> Iterator[audit_pb2.LedgerEntry]:
+        require_deadline(context)
         flt = filter_from_message(request.filter)
         for stored in iter_entries(
             self._ledger, flt, after_index=parse_page_token(request.page_token)

@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.interceptors import current_request_id
 from gateway.outbox import Outbox, Pulled, parse_cursor
 from gateway.security.identity import current_principal
+from gateway.security.limits import require_deadline
 from gateway.services.share import STREAM_CHUNK_RECORDS, receipt_message
 from gateway.sharing import DisclosedRecord
 from partner_gateway.v1 import partner_pb2, partner_pb2_grpc, share_pb2
@@ -73,6 +74,7 @@ class PartnerServicer(partner_pb2_grpc.PartnerServiceServicer):
     def Pull(
         self, request: partner_pb2.PullRequest, context: grpc.ServicerContext
     ) -> Iterator[partner_pb2.OutboxItem]:
+        require_deadline(context)
         after = parse_cursor(request.cursor)
         pulled = self._outbox.pull(
             current_principal(),
