@@ -15,7 +15,7 @@ import typer
 
 from ledger.errors import LedgerError
 from ledger.fsck import verify_url
-from ledger.keys import SIGNING_KEY_FILE, load_signer
+from ledger.keys import SIGNING_KEY_FILE, load_signer, retired_vkeys, rotate_signer
 from ledger.storage import create_ledger_engine, provision_postgres
 
 app = typer.Typer(
@@ -59,15 +59,16 @@ def _fail(message: str, *, as_json: bool, code: int = 2) -> None:
 
 
 def _resolve_vkey(
-    vkey: str | None, keys_dir: Path | None, config: Path | None, url: str
-) -> tuple[str | None, str]:
-    """Pick the verifier key: explicit, else the key directory, else the one recorded in the db."""
+    vkey: list[str] | None, keys_dir: Path | None, config: Path | None, url: str
+) -> tuple[list[str] | str | None, str]:
+    """Pick the verifier keys: explicit, else the key directory (current and retired keys),
+    else the one recorded in the db."""
     if vkey:
         return vkey, "argument"
     try:
         kd = _keys_dir(keys_dir, config)
         if (kd / SIGNING_KEY_FILE).exists():
-            return load_signer(kd).vkey, f"keys dir {kd}"
+            return [load_signer(kd).vkey, *retired_vkeys(kd)], f"keys dir {kd}"
     except Exception:  # settings unusable: fall through to the database's record
         pass
     engine = create_ledger_engine(url)
@@ -88,7 +89,8 @@ def verify(
     db: DbOpt = None,
     config: ConfigOpt = None,
     vkey: Annotated[
-        str | None, typer.Option("--vkey", help="Verifier key name+keyid+base64.")
+        list[str] | None,
+        typer.Option("--vkey", help="Verifier key name+keyid+base64 (repeat for rotated keys)."),
     ] = None,
     keys_dir: KeysOpt = None,
     as_json: JsonOpt = False,
@@ -160,6 +162,24 @@ def verifier_key(config: ConfigOpt = None, keys_dir: KeysOpt = None) -> None:
         typer.echo(load_signer(_keys_dir(keys_dir, config)).vkey)
     except LedgerError as e:
         _fail(e.diagnostics(), as_json=False)
+
+
+@app.command("rotate-key")
+def rotate_key(config: ConfigOpt = None, keys_dir: KeysOpt = None) -> None:
+    """Replace the checkpoint signing key; print the new verifier key.
+
+    The old key's verifier key is kept in the retired list so old checkpoints and receipts
+    still verify; restart the gateway to sign new checkpoints with the new key.
+    """
+    try:
+        kd = _keys_dir(keys_dir, config)
+        old = load_signer(kd)
+        new = rotate_signer(kd, name=old.name)
+    except LedgerError as e:
+        _fail(e.diagnostics(), as_json=False)
+        return
+    typer.echo(f"retired: {old.vkey}")
+    typer.echo(f"current: {new.vkey}")
 
 
 @app.command("provision-postgres")

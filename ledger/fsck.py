@@ -12,6 +12,8 @@ consequence of that entry). The report's ``first_bad_index`` is the smallest suc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, NoteVerifier
+from ledger.checkpoint import Checkpoint, NoteVerifier, open_with_any
 from ledger.entry import ENTRY_VERSION, decode_entry, time_micros
 from ledger.errors import LedgerCorruptionError, LedgerUnavailableError, VerificationError
 from ledger.storage import ALL_TABLES, create_ledger_engine, schema_exists
@@ -85,11 +87,13 @@ _COLUMNS = ("partner_id", "purpose", "action", "decision")
 
 
 class _Checker:
-    def __init__(self, conn: Connection, vkey: str | None) -> None:
+    def __init__(self, conn: Connection, vkey: str | Sequence[str] | None) -> None:
         self.conn = conn
         self.problems: list[Problem] = []
         self.bad_leaves: list[int] = []
-        self.verifier = NoteVerifier.parse(vkey) if vkey else None
+        vkeys = [vkey] if isinstance(vkey, str) else list(vkey or ())
+        # Several keys: checkpoints signed before a key rotation verify with retired keys.
+        self.verifiers = [NoteVerifier.parse(v) for v in vkeys]
 
     def add(self, index: int | None, kind: str, detail: str) -> None:
         if len(self.problems) < MAX_PROBLEMS:
@@ -104,8 +108,8 @@ class _Checker:
         out: list[tuple[int, bytes]] = []
         for size, root, note in rows:
             try:
-                if self.verifier is not None:
-                    text = self.verifier.open(note)
+                if self.verifiers:
+                    text = open_with_any(self.verifiers, note)
                 else:
                     text = note[: note.rfind("\n\n") + 1]
                 cp = Checkpoint.parse(text)
@@ -149,12 +153,13 @@ class _Checker:
                 )
 
 
-def verify_storage(engine: Engine, *, vkey: str | None) -> VerifyReport:
+def verify_storage(engine: Engine, *, vkey: str | Sequence[str] | None) -> VerifyReport:
     """Verify everything stored in a ledger database.
 
     Args:
         engine: Engine of the ledger database (read only access suffices).
-        vkey: Verifier key for checkpoint signatures; None skips signature checks (the
+        vkey: Verifier key(s) for checkpoint signatures (the current key and any retired by
+            rotation); None skips signature checks (the
             report says so) but still checks roots.
 
     Returns:
@@ -174,7 +179,7 @@ def verify_storage(engine: Engine, *, vkey: str | None) -> VerifyReport:
         raise LedgerUnavailableError(f"cannot read ledger: {type(e).__name__}: {e}") from e
 
 
-def verify_url(url: str, *, vkey: str | None) -> VerifyReport:
+def verify_url(url: str, *, vkey: str | Sequence[str] | None) -> VerifyReport:
     """``verify_storage`` on a database URL."""
     engine = create_ledger_engine(url)
     try:
@@ -183,7 +188,7 @@ def verify_url(url: str, *, vkey: str | None) -> VerifyReport:
         engine.dispose()
 
 
-def _verify(conn: Connection, vkey: str | None, started: float) -> VerifyReport:
+def _verify(conn: Connection, vkey: str | Sequence[str] | None, started: float) -> VerifyReport:
     chk = _Checker(conn, vkey)
     checkpoints = chk.checkpoints()
     cp_roots = dict(checkpoints)
@@ -239,7 +244,7 @@ def _verify(conn: Connection, vkey: str | None, started: float) -> VerifyReport:
         latest_checkpoint_size=latest,
         first_bad_index=min(indexed) if indexed else None,
         problems=problems,
-        signatures_checked=vkey is not None,
+        signatures_checked=bool(chk.verifiers),
         seconds=round(time.perf_counter() - started, 3),
     )
 

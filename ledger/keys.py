@@ -19,6 +19,8 @@ from ledger.pseudonym import SubjectKey
 
 SIGNING_KEY_FILE = "ledger-checkpoint.key"
 SUBJECT_KEY_FILE = "ledger-subject.key"
+#: Verifier keys (public only) of checkpoint signing keys retired by rotation, oldest first.
+RETIRED_VKEYS_FILE = "ledger-checkpoint.retired"
 
 
 def _read_private(path: Path) -> str:
@@ -97,3 +99,52 @@ def load_or_create_subject_key(keys_dir: Path) -> SubjectKey:
         return SubjectKey.from_secret(secret)
     except (binascii.Error, ValueError) as e:
         raise LedgerKeyError(f"malformed subject key {path}") from e
+
+
+def retired_vkeys(keys_dir: Path) -> list[str]:
+    """Verifier keys of the checkpoint signing keys retired by ``rotate_signer``, oldest first."""
+    path = Path(keys_dir) / RETIRED_VKEYS_FILE
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        raise LedgerKeyError(f"cannot read {path}: {e}") from e
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def rotate_signer(keys_dir: Path, *, name: str) -> NoteSigner:
+    """Replace the checkpoint signing key with a new one (issue 5.4).
+
+    The old key's *public* verifier key is appended to the retired list (the private key is
+    destroyed, so it can never sign again); checkpoints it signed, and receipts holding them,
+    still verify with that vkey. New checkpoints are signed with the new key. The swap of the
+    key file is atomic (write a new 0600 file, fsync, rename).
+
+    Returns:
+        The new signer.
+
+    Raises:
+        LedgerKeyError: no current key, or a key for another name (origin).
+    """
+    keys_dir = Path(keys_dir)
+    current = load_signer(keys_dir)
+    if current.name != name:
+        raise LedgerKeyError(f"current key signs for {current.name!r}, not origin {name!r}")
+    fresh = NoteSigner.generate(name)
+    retired = keys_dir / RETIRED_VKEYS_FILE
+    try:
+        with retired.open("a", encoding="ascii") as f:
+            f.write(current.vkey + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise LedgerKeyError(f"cannot record the retired key in {retired}: {e}") from e
+    staging = keys_dir / (SIGNING_KEY_FILE + ".new")
+    staging.unlink(missing_ok=True)
+    _create_private(staging, fresh.skey() + "\n")
+    try:
+        os.replace(staging, keys_dir / SIGNING_KEY_FILE)
+    except OSError as e:
+        raise LedgerKeyError(f"cannot install the new signing key: {e}") from e
+    return fresh

@@ -34,7 +34,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledger import merkle
-from ledger.checkpoint import Checkpoint, NoteSigner, SignedCheckpoint
+from ledger.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    SignedCheckpoint,
+    open_with_any,
+)
 from ledger.entry import (
     Disclosure,
     Entry,
@@ -57,7 +63,7 @@ from ledger.errors import (
     ProofRangeError,
     VerificationError,
 )
-from ledger.keys import load_or_create_signer, load_or_create_subject_key
+from ledger.keys import load_or_create_signer, load_or_create_subject_key, retired_vkeys
 from ledger.pseudonym import SALT_SIZE, Pseudonymizer, SubjectKey
 from ledger.storage import (
     WRITE,
@@ -159,6 +165,7 @@ class Ledger:
         subject_key: SubjectKey,
         max_batch: int = 1000,
         max_pending: int = 50_000,
+        retired_vkeys: Sequence[str] = (),
     ) -> None:
         if max_batch <= 0 or max_pending <= 0:
             raise InvalidArgumentError("max_batch and max_pending must be positive")
@@ -166,6 +173,8 @@ class Ledger:
         self._sqlite = is_sqlite(engine)
         self._signer = signer
         self.origin = signer.name
+        # Checkpoints signed before a key rotation verify with the retired keys (issue 5.4).
+        self._verifiers = [signer.verifier, *(NoteVerifier.parse(v) for v in retired_vkeys)]
         self._pz: Pseudonymizer = subject_key.pseudonymizer()
         self._max_batch = max_batch
         self._max_pending = max_pending
@@ -222,10 +231,11 @@ class Ledger:
         """
         signer = load_or_create_signer(Path(keys_dir), name=origin)
         subject_key = load_or_create_subject_key(Path(keys_dir))
+        retired = retired_vkeys(Path(keys_dir))
         engine = create_ledger_engine(url)
         try:
             create_schema(engine)
-            _register(engine, signer, subject_key)
+            _register(engine, signer, subject_key, retired_vkeys=retired)
         except BaseException:
             engine.dispose()
             raise
@@ -235,6 +245,7 @@ class Ledger:
             subject_key=subject_key,
             max_batch=max_batch,
             max_pending=max_pending,
+            retired_vkeys=retired,
         )
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -506,7 +517,7 @@ class Ledger:
         if row is None:
             return None
         try:
-            text = self._signer.verifier.open(row[0])
+            text = open_with_any(self._verifiers, row[0])
             cp = Checkpoint.parse(text)
         except VerificationError as e:
             raise LedgerCorruptionError(f"latest stored checkpoint does not verify: {e}") from e
@@ -727,7 +738,9 @@ def _stored(row: Any) -> StoredEntry:
     return StoredEntry(index=idx, leaf_hash=lh, data=data, entry=entry)
 
 
-def _register(engine: Engine, signer: NoteSigner, subject_key: SubjectKey) -> None:
+def _register(
+    engine: Engine, signer: NoteSigner, subject_key: SubjectKey, *, retired_vkeys: Sequence[str] = ()
+) -> None:
     """Insert the coordinator row on first start; check origin and keys on later starts."""
     try:
         with engine.connect().execution_options(**WRITE) as conn, conn.begin():
@@ -757,7 +770,7 @@ def _register(engine: Engine, signer: NoteSigner, subject_key: SubjectKey) -> No
     origin, vkey, skid = row
     if origin != signer.name:
         raise LedgerKeyError(f"ledger origin is {origin!r}, not {signer.name!r}")
-    if vkey != signer.vkey:
+    if vkey != signer.vkey and vkey not in retired_vkeys:
         raise LedgerKeyError("ledger was created with another checkpoint signing key")
     if skid != subject_key.key_id:
         raise LedgerKeyError("ledger was created with another subject key")
