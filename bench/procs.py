@@ -140,13 +140,14 @@ def gateway_config(
     max_pending: int | None = None,
     checkpoint_interval_s: float = 10.0,
     opa_timeout_s: float | None = None,
+    log_level: str = "info",
 ) -> Path:
     """Write a gateway TOML settings file (dev PKI under ``data_dir/pki``)."""
     lines = [
         f'listen = "{HOST}:{port}"',
         f'data_dir = "{data_dir}"',
         f"worker_threads = {worker_threads}",
-        'log_level = "info"',
+        f'log_level = "{log_level}"',
         "grace_period_s = 2.0",
         "[policy]",
         "watch_interval_s = 0",

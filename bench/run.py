@@ -211,7 +211,8 @@ class Bench:
             "share-ad5-sqlite": lambda: self.load("gw-sqlite", SHARE, self.ad5).as_dict(),
             "share-logistics-sqlite": lambda: self.load("gw-sqlite", SHARE, self.logistics).as_dict(),
             "evaluate-ad5": lambda: self.load("gw-sqlite", EVALUATE, self.ad5).as_dict(),
-            "share-ad5-opa": lambda: self.load("gw-opa", SHARE, self.ad5).as_dict(),
+            # fake_opa answers one query at a time (one regopy interpreter): 2 × 2 callers.
+            "share-ad5-opa": lambda: self.load("gw-opa", SHARE, self.ad5, concurrency=2).as_dict(),
             "share-ad5-sqlite-x2": lambda: self.load("gw-sqlite-x2", SHARE, self.ad5, channels=2).as_dict(),
             "share-ad5-rate": lambda: self.load(
                 "gw-sqlite", SHARE, self.ad5, rate=a.rate, max_outstanding=500

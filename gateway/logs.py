@@ -13,7 +13,9 @@ from typing import TextIO
 import structlog
 
 
-def configure_logging(*, level: str = "info", json: bool = True, stream: TextIO | None = None) -> None:
+def configure_logging(
+    *, level: str = "info", json: bool = True, stream: TextIO | None = None
+) -> None:
     """Configure structlog once per process."""
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

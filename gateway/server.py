@@ -26,10 +26,10 @@ from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
 from gateway.registry import Registry
 from gateway.security.authn import Authenticator
 from gateway.security.devca import init_dev_pki
-from gateway.security.limits import server_options
-from gateway.security.interceptor import AuthInterceptor
 from gateway.security.identity import Principal
+from gateway.security.interceptor import AuthInterceptor
 from gateway.security.keys import KeyRing, PseudonymKeys
+from gateway.security.limits import server_options
 from gateway.security.tls import server_credentials
 from gateway.security.tokens import TokenStore
 from gateway.services.admin import AdminServicer
@@ -51,8 +51,6 @@ from partner_gateway.v1 import (
 )
 
 _log = structlog.get_logger("gateway.server")
-
-
 
 
 class Gateway:
@@ -187,7 +185,9 @@ def create_server(gateway: Gateway) -> tuple[grpc.Server, int, health.HealthServ
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ["", *services]:
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection([*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    reflection.enable_server_reflection(
+        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
+    )
     credentials = server_credentials(settings)
     if credentials is None:
         port = server.add_insecure_port(settings.listen)
@@ -255,6 +255,7 @@ def serve(settings: Settings) -> None:
         ledger_size=gateway.ledger.size,
         verifier_key=gateway.ledger.verifier_key,
     )
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         _log.info("gateway.stopping", signal=signal.Signals(signum).name)
         stop.set()

@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 
-from gateway.server import Gateway, create_server, with_dev_pki
 from gateway.security.tls import channel_credentials
+from gateway.server import Gateway, create_server, with_dev_pki
 from gateway.settings import Settings
 
 

@@ -299,3 +299,76 @@ def decode_entry(data: bytes) -> Entry:
     if encode_entry(entry) != data:
         raise LedgerCorruptionError("entry bytes are not in canonical form")
     return entry
+
+
+# -- fast path: encoding split around what only the writer knows ------------------------
+
+_ORDER = tuple(sorted(_KEYS))
+#: Filled in by the writer: pseudonyms need the salts read under the writer lock, and the
+#: index is assigned there. Everything else is encoded by the caller's thread beforehand.
+TEMPLATE_HOLES = ("excluded_subjects", "index", "subjects")
+_enc_str = json.encoder.encode_basestring  # what JSONEncoder(ensure_ascii=False) uses
+
+
+def _enc_list(values: tuple[str, ...]) -> str:
+    return "[" + ",".join(map(_enc_str, values)) + "]"
+
+
+def entry_template(d: Disclosure, *, subject_key_id: str) -> tuple[str, str, str, str]:
+    """The canonical encoding of ``d``'s entry cut at ``TEMPLATE_HOLES``, for ``fill_template``.
+
+    ``fill_template(entry_template(d, ...), index=i, subjects=s, excluded_subjects=x)`` equals
+    ``encode_entry(entry_from_disclosure(d, index=i, subjects=s, excluded_subjects=x, ...))``
+    whenever ``s``/``x`` are the pseudonyms of ``d.subject_ids``/``d.excluded_subject_ids``
+    (distinct ids have distinct pseudonyms, so the counts are those of distinct ids). Pure.
+    """
+    vals = {name: _enc_str(getattr(d, name)) for name in _STR_FIELDS}
+    for name in _TUPLE_FIELDS:
+        vals[name] = _enc_list(getattr(d, name))
+    vals["v"] = str(ENTRY_VERSION)
+    vals["time"] = _enc_str(format_time(d.time))
+    vals["record_count"] = str(int(d.record_count))
+    vals["subject_count"] = str(len(set(d.subject_ids)))
+    vals["excluded_count"] = str(len(set(d.excluded_subject_ids)))
+    vals["payload_digest"] = '"' + d.payload_digest.hex() + '"'
+    vals["subject_key_id"] = _enc_str(subject_key_id)
+    p0, p1, p2, p3 = (seg % vals for seg in _SEGMENTS)
+    return p0, p1, p2, p3
+
+
+def _segments() -> tuple[str, ...]:
+    """``%``-format strings of the four pieces around ``TEMPLATE_HOLES`` (keys in order)."""
+    parts: list[str] = []
+    buf = "{"
+    for i, key in enumerate(_ORDER):
+        buf += ("," if i else "") + _enc_str(key) + ":"
+        if key in TEMPLATE_HOLES:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += f"%({key})s"
+    parts.append(buf + "}")
+    return tuple(parts)
+
+
+_SEGMENTS = _segments()
+
+
+def fill_template(
+    template: tuple[str, str, str, str],
+    *,
+    index: int,
+    subjects: tuple[str, ...] | set[str],
+    excluded_subjects: tuple[str, ...] | set[str],
+) -> bytes:
+    """Complete a template with the index and the pseudonym lists (sorted, deduplicated)."""
+    p0, p1, p2, p3 = template
+    return (
+        p0
+        + _enc_list(tuple(sorted(set(excluded_subjects))))
+        + p1
+        + str(index)
+        + p2
+        + _enc_list(tuple(sorted(set(subjects))))
+        + p3
+    ).encode("utf-8")

@@ -12,10 +12,9 @@ consequence of that entry). The report's ``first_bad_index`` is the smallest suc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any

@@ -48,7 +48,7 @@ def demo(
             response = stub.Share(request, timeout=10)
             out = {"response": MessageToDict(response)}
         except grpc.RpcError as e:
-            status = rpc_status.from_call(e)  # type: ignore[arg-type]
+            status = rpc_status.from_call(e)
             details = []
             for d in status.details if status else []:
                 for cls in (share_pb2.Decision, share_pb2.DisclosureReceipt):
@@ -56,7 +56,7 @@ def demo(
                         msg = cls()
                         d.Unpack(msg)
                         details.append({cls.__name__: MessageToDict(msg)})
-            out = {"error": {"code": e.code().name, "message": e.details(), "details": details}}  # type: ignore[attr-defined]
+            out = {"error": {"code": e.code().name, "message": e.details(), "details": details}}
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
 
 

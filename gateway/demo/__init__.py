@@ -72,5 +72,8 @@ SCENARIOS: dict[str, tuple[str, Callable[[], share_pb2.ShareRequest]]] = {
         "asking for an ad partner's phone number is refused",
         lambda: ad_request("adco", "u1001", fields=(*AD_FIELDS, "phone")),
     ),
-    "unknown-partner": ("an unregistered partner is refused", lambda: ad_request("nobody-inc", "u1001")),
+    "unknown-partner": (
+        "an unregistered partner is refused",
+        lambda: ad_request("nobody-inc", "u1001"),
+    ),
 }

@@ -27,7 +27,9 @@ def partner_from_message(p: admin_pb2.Partner) -> PartnerRecord:
     try:
         kind = RecipientKind(admin_pb2.RecipientKind.Name(p.kind).removeprefix("RECIPIENT_KIND_"))
     except ValueError as e:
-        raise InvalidRequestError("partner kind is missing or unknown", reason="registry.kind") from e
+        raise InvalidRequestError(
+            "partner kind is missing or unknown", reason="registry.kind"
+        ) from e
     return PartnerRecord(
         id=p.id,
         display_name=p.display_name,
@@ -108,7 +110,9 @@ def subject_message(f: SubjectFacts) -> admin_pb2.SubjectFacts:
             for c in f.consents
         ],
         orders=[
-            admin_pb2.Order(order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border)
+            admin_pb2.Order(
+                order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border
+            )
             for o in f.orders
         ],
     )

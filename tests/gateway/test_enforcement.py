@@ -53,7 +53,7 @@ RECORD = {
 
 
 def test_ad_obligations_strip_identity_and_generalize() -> None:
-    """An ad share keeps tags, an age band and a city, pseudonymizes the account id, drops the rest."""
+    """An ad share keeps tags, age band and city, pseudonymizes the account id, drops the rest."""
     t = transform_record(RECORD, SCHEMA, AD, key=b"k" * 32, today=TODAY)
     assert t.fields == {
         "account_id": pseudonym(b"k" * 32, "user.account.id", "acct-1001"),

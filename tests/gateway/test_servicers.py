@@ -18,9 +18,10 @@ from gateway.security.identity import Principal, Role, bind_principal
 from gateway.security.keys import PseudonymKeys
 from gateway.services.admin import AdminServicer
 from gateway.services.share import ShareServicer
-from gateway.settings import LimitsSettings, REPO_ROOT
+from gateway.settings import REPO_ROOT, LimitsSettings
 from gateway.sharing import Sharing
-from ledger import Disclosure, Receipt, errors as ledger_errors
+from ledger import Disclosure, Receipt
+from ledger import errors as ledger_errors
 from partner_gateway.v1 import admin_pb2, share_pb2
 
 SHARE = share_pb2.DESCRIPTOR.services_by_name["ShareService"]
@@ -293,7 +294,7 @@ def admin_call(servicer: AdminServicer, method: str, req: Any) -> tuple[Any, grp
 def test_admin_errors_map_to_not_found_invalid_argument_and_failed_precondition(
     registry: Registry,
 ) -> None:
-    """Unknown subject → NOT_FOUND; bad partner kind → INVALID_ARGUMENT; bad policy → FAILED_PRECONDITION."""
+    """Unknown subject: NOT_FOUND; bad partner kind: INVALID_ARGUMENT; bad policy: FAILED_PRECONDITION."""
     admin = AdminServicer(
         registry=registry,
         engine=StaticEngine(error=errors.PolicyLoadError("rego_parse_error")),  # type: ignore[arg-type]
@@ -307,7 +308,9 @@ def test_admin_errors_map_to_not_found_invalid_argument_and_failed_precondition(
     assert admin_call(admin, "ReloadPolicy", admin_pb2.ReloadPolicyRequest())[1] == (
         grpc.StatusCode.FAILED_PRECONDITION
     )
-    response, code = admin_call(admin, "GetSubject", admin_pb2.GetSubjectRequest(subject_id="u1002"))
+    response, code = admin_call(
+        admin, "GetSubject", admin_pb2.GetSubjectRequest(subject_id="u1002")
+    )
     assert code == grpc.StatusCode.OK and response.ad_opt_out
 
 
@@ -334,7 +337,8 @@ def test_every_gateway_error_maps_to_its_declared_code(error: errors.GatewayErro
 def test_every_ledger_error_maps_to_its_declared_code() -> None:
     """status_for maps each LedgerError subclass by its grpc_code name."""
     classes = [
-        c for c in vars(ledger_errors).values()
+        c
+        for c in vars(ledger_errors).values()
         if isinstance(c, type) and issubclass(c, ledger_errors.LedgerError)
     ]
     assert len(classes) > 5

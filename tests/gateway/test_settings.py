@@ -11,7 +11,7 @@ from gateway.settings import Settings
 
 
 def test_defaults_are_the_embedded_default() -> None:
-    """Without file or environment the gateway listens on loopback with SQLite and Rego in-process."""
+    """Without file or environment: loopback listener, SQLite ledger, Rego in-process."""
     s = Settings.load(env={})
     assert s.listen == "127.0.0.1:50051"
     assert s.ledger_url.startswith("sqlite:///")
@@ -33,7 +33,10 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ({"SHARE_GATEWAY_LEDGER__MAX_BATCH": "0"}, "ledger.max_batch"),
         ({"SHARE_GATEWAY_LISTEN": "no-port"}, "listen"),
         ({"SHARE_GATEWAY_POLICY__OPA_URL": "opa:8181"}, "policy.opa_url"),
-        ({"SHARE_GATEWAY_LIMITS__MAX_RECORDS_PER_REQUEST": "many"}, "limits.max_records_per_request"),
+        (
+            {"SHARE_GATEWAY_LIMITS__MAX_RECORDS_PER_REQUEST": "many"},
+            "limits.max_records_per_request",
+        ),
         ({"SHARE_GATEWAY_NO_SUCH_SETTING": "1"}, "no_such_setting"),
     ],
 )

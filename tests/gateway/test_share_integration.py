@@ -15,6 +15,7 @@ from gateway.demo import AD_FIELDS, ad_request, delivery_request, profile
 from gateway.testing import RunningGateway, running_gateway
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
+
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     with running_gateway(tmp_path_factory.mktemp("gw")) as running:
@@ -45,7 +46,9 @@ def denied(call: Any) -> tuple[grpc.StatusCode, str, list[Any]]:
 def test_gateway_answers_health_serving(gw: RunningGateway) -> None:
     """The server reports SERVING over gRPC health checking."""
     stub = health_pb2_grpc.HealthStub(gw.channel("service", "checkout"))
-    assert stub.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        stub.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    )
 
 
 def test_logistics_vendor_gets_name_phone_and_address(
@@ -68,7 +71,7 @@ def test_logistics_vendor_gets_name_phone_and_address(
 def test_ad_partner_gets_tags_age_band_and_pseudonyms_only(
     share: share_pb2_grpc.ShareServiceStub,
 ) -> None:
-    """An ad partner gets interest tags, an age band and pseudonymous ids, never name/phone/address."""
+    """An ad partner gets tags, an age band and pseudonymous ids, never name, phone or address."""
     resp = share.Share(ad_request("adco", "u1001"))
     assert resp.decision.allowed
     [record] = resp.records
@@ -199,9 +202,12 @@ def test_opa_server_engine_gives_the_same_decisions_as_the_embedded_one(
     from gateway.demo import SCENARIOS
     from gateway.policy.fake_opa import FakeOpa
 
-    with FakeOpa() as opa, running_gateway(
-        tmp_path_factory.mktemp("gw-opa"), policy={"opa_url": opa.url, "opa_timeout_s": 30}
-    ) as via_opa:
+    with (
+        FakeOpa() as opa,
+        running_gateway(
+            tmp_path_factory.mktemp("gw-opa"), policy={"opa_url": opa.url, "opa_timeout_s": 30}
+        ) as via_opa,
+    ):
         remote = share_pb2_grpc.ShareServiceStub(via_opa.channel("service", "checkout"))
         requests = [make() for _, make in SCENARIOS.values()]
         requests.append(ad_request("adco", "u1001", "u1002", "u1003", "u1004", "u1005", "u1007"))

@@ -9,6 +9,7 @@ import pytest
 
 from ledger import Disclosure, Ledger, LedgerKeyError
 from ledger.checkpoint import NoteVerifier
+from ledger.errors import CheckpointFormatError
 from ledger.fsck import verify_url
 from ledger.keys import RETIRED_VKEYS_FILE, SUBJECT_KEY_FILE, retired_vkeys, rotate_signer
 from ledger.verify import verify_inclusion
@@ -46,7 +47,7 @@ def test_rotated_key_signs_new_checkpoints_and_old_receipts_still_verify(tmp_pat
     old_text = NoteVerifier.parse(old_vkey).open(old_cp.note)
     assert old_text.startswith(ORIGIN)
     verify_inclusion(receipt.index, old_cp.size, receipt.leaf_hash, old_proof, old_cp.root)
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointFormatError):
         NoteVerifier.parse(new_signer.vkey).open(old_cp.note)
     # New checkpoints are signed with the new key and extend the old ones.
     NoteVerifier.parse(new_signer.vkey).open(new_cp.note)
