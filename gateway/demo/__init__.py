@@ -28,11 +28,20 @@ def profile(subject_id: str, *fields: str) -> share_pb2.Record:
 AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
 
 
+def _delivery_mode(outbox: bool) -> share_pb2.DeliveryMode:
+    return share_pb2.DELIVERY_MODE_OUTBOX if outbox else share_pb2.DELIVERY_MODE_INLINE
+
+
 def ad_request(
-    partner: str, *subjects: str, fields: tuple[str, ...] = AD_FIELDS, purpose: str = "ad_delivery"
+    partner: str,
+    *subjects: str,
+    fields: tuple[str, ...] = AD_FIELDS,
+    purpose: str = "ad_delivery",
+    outbox: bool = False,
 ) -> share_pb2.ShareRequest:
     """A share of customer profiles to an ad partner under AUTHORIZED_PARTNER."""
     return share_pb2.ShareRequest(
+        delivery=_delivery_mode(outbox),
         recipient_id=partner,
         purpose=purpose,
         action=share_pb2.ACTION_SHARE,
@@ -42,10 +51,11 @@ def ad_request(
     )
 
 
-def delivery_request() -> share_pb2.ShareRequest:
+def delivery_request(*, outbox: bool = False) -> share_pb2.ShareRequest:
     """A share of the demo order's delivery details to the logistics vendor."""
     rec = demo_records()["delivery_order"][0]
     return share_pb2.ShareRequest(
+        delivery=_delivery_mode(outbox),
         recipient_id="logiship",
         purpose="delivery",
         action=share_pb2.ACTION_SHARE,

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.cli.audit import app as audit_cli
+from gateway.demo import ad_request, delivery_request
 from gateway.services.audit import receipt_document_from_message
 from gateway.testing import RunningGateway, running_gateway
 from ledger.checkpoint import open_checkpoint
@@ -21,49 +22,8 @@ from partner_gateway.v1 import (
     audit_pb2_grpc,
     partner_pb2,
     partner_pb2_grpc,
-    share_pb2,
     share_pb2_grpc,
 )
-
-DEMO = json.loads(
-    (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
-)
-AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
-
-
-def profile(subject_id: str, *fields: str) -> share_pb2.Record:
-    rec = next(r for r in DEMO["customer_profile"] if r["subject_id"] == subject_id)
-    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
-
-
-def ad_request(partner: str, *subjects: str, outbox: bool = False) -> share_pb2.ShareRequest:
-    return share_pb2.ShareRequest(
-        recipient_id=partner,
-        purpose="ad_delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="customer_profile",
-        records=[profile(s, *AD_FIELDS) for s in subjects],
-        delivery=share_pb2.DELIVERY_MODE_OUTBOX if outbox else share_pb2.DELIVERY_MODE_INLINE,
-    )
-
-
-def delivery_request() -> share_pb2.ShareRequest:
-    rec = DEMO["delivery_order"][0]
-    return share_pb2.ShareRequest(
-        recipient_id="logiship",
-        purpose="delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="delivery_order",
-        records=[
-            share_pb2.Record(
-                subject_id=rec["subject_id"],
-                order_id=rec["order_id"],
-                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
-            )
-        ],
-    )
 
 
 @pytest.fixture(scope="module")

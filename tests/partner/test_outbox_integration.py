@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from gateway.demo import AD_FIELDS, ad_request, delivery_request, demo_records, profile
 from gateway.testing import RunningGateway, running_gateway
 from partner_gateway.v1 import (
     admin_pb2,
@@ -20,46 +20,15 @@ from partner_gateway.v1 import (
     share_pb2_grpc,
 )
 
-DEMO = json.loads(
-    (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
-)
-AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
-
-
-def profile(subject_id: str, *fields: str) -> share_pb2.Record:
-    rec = next(r for r in DEMO["customer_profile"] if r["subject_id"] == subject_id)
-    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
+DEMO = demo_records()
 
 
 def ad_outbox_request(partner: str, *subjects: str) -> share_pb2.ShareRequest:
-    return share_pb2.ShareRequest(
-        recipient_id=partner,
-        purpose="ad_delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="customer_profile",
-        records=[profile(s, *AD_FIELDS) for s in subjects],
-        delivery=share_pb2.DELIVERY_MODE_OUTBOX,
-    )
+    return ad_request(partner, *subjects, outbox=True)
 
 
 def delivery_outbox_request() -> share_pb2.ShareRequest:
-    rec = DEMO["delivery_order"][0]
-    return share_pb2.ShareRequest(
-        recipient_id="logiship",
-        purpose="delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="delivery_order",
-        records=[
-            share_pb2.Record(
-                subject_id=rec["subject_id"],
-                order_id=rec["order_id"],
-                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
-            )
-        ],
-        delivery=share_pb2.DELIVERY_MODE_OUTBOX,
-    )
+    return delivery_request(outbox=True)
 
 
 @pytest.fixture

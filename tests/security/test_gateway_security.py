@@ -6,16 +6,15 @@ One gateway (demo registry, dev PKI, mTLS) on port 0 for the module.
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 import structlog
 
+from gateway.demo import AD_FIELDS, ad_request, delivery_request, demo_records, profile
 from gateway.enforcement import payload_digest, subject_ref
 from gateway.logs import configure_logging
 from gateway.testing import RunningGateway, running_gateway
@@ -31,45 +30,9 @@ from partner_gateway.v1 import (
     share_pb2_grpc,
 )
 
-DEMO = json.loads(
-    (Path(__file__).parents[2] / "gateway" / "demo" / "records.json").read_text(encoding="utf-8")
-)
-AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
 SHARE = "/partner_gateway.v1.ShareService/Share"
 
-
-def _profile(subject_id: str, *fields: str) -> share_pb2.Record:
-    rec = next(r for r in DEMO["customer_profile"] if r["subject_id"] == subject_id)
-    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
-
-
-def _ad_request(partner: str, *subjects: str, fields: tuple[str, ...] = AD_FIELDS) -> Any:
-    return share_pb2.ShareRequest(
-        recipient_id=partner,
-        purpose="ad_delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="customer_profile",
-        records=[_profile(s, *fields) for s in subjects],
-    )
-
-
-def _delivery_request() -> Any:
-    rec = DEMO["delivery_order"][0]
-    return share_pb2.ShareRequest(
-        recipient_id="logiship",
-        purpose="delivery",
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="delivery_order",
-        records=[
-            share_pb2.Record(
-                subject_id=rec["subject_id"],
-                order_id=rec["order_id"],
-                fields={k: rec["fields"][k] for k in ("name", "phone", "address", "items")},
-            )
-        ],
-    )
+DEMO = demo_records()
 
 
 def _code(call: Callable[[], object]) -> grpc.StatusCode:
@@ -94,7 +57,7 @@ def test_partner_and_auditor_cannot_share_and_the_refusal_is_in_the_ledger(
 ) -> None:
     """Share by a partner or an auditor is PERMISSION_DENIED and written as a refused call."""
     stub = _share_stub(gw, kind, name)
-    code = _code(lambda: stub.Share(_ad_request("adco", "u1001"), timeout=10))
+    code = _code(lambda: stub.Share(ad_request("adco", "u1001"), timeout=10))
     assert code == grpc.StatusCode.PERMISSION_DENIED
     last = gw.gateway.ledger.get_entry(gw.gateway.ledger.size - 1).entry
     assert last.mode == "refused_call" and last.decision == "DENY"
@@ -111,7 +74,7 @@ def test_service_cannot_call_admin(gw: RunningGateway) -> None:
 
 def test_partner_cannot_pull_another_partners_outbox(gw: RunningGateway) -> None:
     """A share staged for logiship is pulled by logiship only; adco's Pull never sees it."""
-    staged = _delivery_request()
+    staged = delivery_request()
     staged.delivery = share_pb2.DELIVERY_MODE_OUTBOX
     receipt = _share_stub(gw, "service", "checkout").Share(staged, timeout=10).receipt
 
@@ -146,12 +109,12 @@ def test_key_rotation_new_shares_use_new_key_and_old_receipt_still_verifies(
 ) -> None:
     """After rotating adco's key, new shares name the new key; an old receipt still checks out."""
     share = _share_stub(gw, "service", "checkout")
-    old = share.Share(_ad_request("adco", "u1001"), timeout=10)
+    old = share.Share(ad_request("adco", "u1001"), timeout=10)
     old_key_id = old.receipt.pseudonym_key_id
     assert old.decision.allowed and old_key_id
 
     new_key_id = gw.gateway.keys.rotate("adco")
-    new = share.Share(_ad_request("adco", "u1001"), timeout=10)
+    new = share.Share(ad_request("adco", "u1001"), timeout=10)
 
     assert new.receipt.pseudonym_key_id == new_key_id != old_key_id
     assert new.records[0].subject_id != old.records[0].subject_id
@@ -190,24 +153,24 @@ def test_demo_run_logs_no_subject_name_or_phone(
     """A full demo flow (allowed, denied, malformed, refused calls) logs no name or phone."""
     share = _share_stub(gw, "service", "checkout")
     all_subjects = [r["subject_id"] for r in DEMO["customer_profile"]]
-    share.Share(_delivery_request(), timeout=10)
-    share.Share(_ad_request("adco", *all_subjects), timeout=10)
-    share.Evaluate(_ad_request("admetrics", *all_subjects), timeout=10)
-    chunks = [share_pb2.ShareChunk(header=_ad_request("adco", "u1001"))] + [
-        share_pb2.ShareChunk(records=[_profile(s, *AD_FIELDS)]) for s in all_subjects
+    share.Share(delivery_request(), timeout=10)
+    share.Share(ad_request("adco", *all_subjects), timeout=10)
+    share.Evaluate(ad_request("admetrics", *all_subjects), timeout=10)
+    chunks = [share_pb2.ShareChunk(header=ad_request("adco", "u1001"))] + [
+        share_pb2.ShareChunk(records=[profile(s, *AD_FIELDS)]) for s in all_subjects
     ]
     list(share.ShareStream(iter(chunks), timeout=10))
     everything = tuple(DEMO["customer_profile"][0]["fields"])
     for request in (
-        _ad_request("adco", *all_subjects, fields=everything),  # policy denial (R4)
-        _ad_request("nobody-inc", "u1001", fields=everything),  # unknown partner
+        ad_request("adco", *all_subjects, fields=everything),  # policy denial (R4)
+        ad_request("nobody-inc", "u1001", fields=everything),  # unknown partner
     ):
         _code(lambda r=request: share.Share(r, timeout=10))
-    bad = _ad_request("adco", "u1001", fields=("name", "phone"))
+    bad = ad_request("adco", "u1001", fields=("name", "phone"))
     bad.records[0].fields["shoe_size"] = DEMO["customer_profile"][0]["fields"]["phone"]
     _code(lambda: share.Share(bad, timeout=10))  # unknown field carrying a phone number
     partner = _share_stub(gw, "partner", "adco")
-    _code(lambda: partner.Share(_delivery_request(), timeout=10))  # wrong role
+    _code(lambda: partner.Share(delivery_request(), timeout=10))  # wrong role
 
     text = captured_logs()
     assert "rpc.end" in text or "auth.refused" in text, "nothing was captured"
