@@ -152,7 +152,9 @@ def run_load(spec: LoadSpec) -> LoadResult:
     ctx = mp.get_context("spawn")  # never fork a process that holds gRPC state
     out = ctx.Queue()
     start_at = time.time() + 1.5 + 0.3 * spec.processes  # time for spawn + TLS handshakes
-    procs = [ctx.Process(target=_process_main, args=(spec, start_at, out)) for _ in range(spec.processes)]
+    procs = [
+        ctx.Process(target=_process_main, args=(spec, start_at, out)) for _ in range(spec.processes)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=spec.duration_s + spec.warmup_s + 120) for _ in procs]

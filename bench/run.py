@@ -120,7 +120,9 @@ class Bench:
             data / "gateway.toml", data_dir=data, port=port, ledger_url=url, opa_url=opa_url
         )
         for i in range(copies):
-            p = procs.gateway_process(f"{name}#{i}", cfg, port, self.tmp / "logs" / f"{name}-{i}.log")
+            p = procs.gateway_process(
+                f"{name}#{i}", cfg, port, self.tmp / "logs" / f"{name}-{i}.log"
+            )
             p.start()
             p.wait_ready(self.pki, procs.HEALTH_CHECK)
             self.servers[f"{name}#{i}"] = p
@@ -131,7 +133,11 @@ class Bench:
         for kind in ("sync", "aio"):
             port = procs.free_port()
             p = procs.echo_process(
-                f"echo-{kind}", kind=kind, pki=self.pki, port=port, response_bytes=resp_bytes,
+                f"echo-{kind}",
+                kind=kind,
+                pki=self.pki,
+                port=port,
+                response_bytes=resp_bytes,
                 log=self.tmp / "logs" / f"echo-{kind}.log",
             ).start()
             p.wait_ready(self.pki, procs.ECHO_METHOD)
@@ -197,7 +203,9 @@ class Bench:
         chunks = list(bulk_chunks())
         with procs.client_channel(self.addresses[target], self.pki) as ch:
             stub = share_pb2_grpc.ShareServiceStub(ch)
-            n = sum(len(m.records) for m in stub.ShareStream(iter(chunks[:2]), timeout=120))  # warm-up
+            n = sum(
+                len(m.records) for m in stub.ShareStream(iter(chunks[:2]), timeout=120)
+            )  # warm-up
             t0 = time.perf_counter()
             n = sum(len(m.records) for m in stub.ShareStream(iter(chunks), timeout=120))
             dt = time.perf_counter() - t0
@@ -209,11 +217,15 @@ class Bench:
             "echo-sync": lambda: self.load("echo-sync", procs.ECHO_METHOD, self.ad5).as_dict(),
             "echo-aio": lambda: self.load("echo-aio", procs.ECHO_METHOD, self.ad5).as_dict(),
             "share-ad5-sqlite": lambda: self.load("gw-sqlite", SHARE, self.ad5).as_dict(),
-            "share-logistics-sqlite": lambda: self.load("gw-sqlite", SHARE, self.logistics).as_dict(),
+            "share-logistics-sqlite": lambda: self.load(
+                "gw-sqlite", SHARE, self.logistics
+            ).as_dict(),
             "evaluate-ad5": lambda: self.load("gw-sqlite", EVALUATE, self.ad5).as_dict(),
-            # fake_opa answers one query at a time (one regopy interpreter): 2 × 2 callers.
+            # fake_opa answers one query at a time (one regopy interpreter): 2 x 2 callers.
             "share-ad5-opa": lambda: self.load("gw-opa", SHARE, self.ad5, concurrency=2).as_dict(),
-            "share-ad5-sqlite-x2": lambda: self.load("gw-sqlite-x2", SHARE, self.ad5, channels=2).as_dict(),
+            "share-ad5-sqlite-x2": lambda: self.load(
+                "gw-sqlite-x2", SHARE, self.ad5, channels=2
+            ).as_dict(),
             "share-ad5-rate": lambda: self.load(
                 "gw-sqlite", SHARE, self.ad5, rate=a.rate, max_outstanding=500
             ).as_dict(),
@@ -221,7 +233,9 @@ class Bench:
         }
         if "gw-pg" in self.addresses:
             out["share-ad5-pg"] = lambda: self.load("gw-pg", SHARE, self.ad5).as_dict()
-            out["share-ad5-pg-x2"] = lambda: self.load("gw-pg-x2", SHARE, self.ad5, channels=2).as_dict()
+            out["share-ad5-pg-x2"] = lambda: self.load(
+                "gw-pg-x2", SHARE, self.ad5, channels=2
+            ).as_dict()
             out["bulk-10k-pg"] = lambda: self.bulk("gw-pg")
         return out
 
@@ -236,7 +250,9 @@ def policy_micro(n: int) -> dict[str, Any]:
 
     d = Path(tempfile.mkdtemp(prefix="bench-policy-"))
     seed_registry(f"sqlite:///{(d / 'gateway.db').resolve()}", n=5)
-    gw = Gateway.open(Settings.load(env={}, overrides={"listen": "127.0.0.1:0", "data_dir": str(d)}))
+    gw = Gateway.open(
+        Settings.load(env={}, overrides={"listen": "127.0.0.1:0", "data_dir": str(d)})
+    )
     try:
         principal = Principal(id="svc:checkout", role=Role.SERVICE)
         order = order_from_request(ad_share(5))
@@ -297,12 +313,20 @@ LABELS = {
     "evaluate-ad5": "Evaluate only, 5 records (no ledger)",
     "share-ad5-opa": "Share, 5 records, OPA-server path (fake_opa: regopy stand-in, not OPA)",
     "share-ad5-pg": "Share, 5 records, PostgreSQL ledger",
-    "share-ad5-pg-x2": "Share, 5 records, 2 gateway processes (SO_REUSEPORT), one PostgreSQL ledger",
-    "share-ad5-sqlite-x2": "Share, 5 records, 2 gateway processes (SO_REUSEPORT), one SQLite ledger",
+    "share-ad5-pg-x2": (
+        "Share, 5 records, 2 gateway processes (SO_REUSEPORT), one PostgreSQL ledger"
+    ),
+    "share-ad5-sqlite-x2": (
+        "Share, 5 records, 2 gateway processes (SO_REUSEPORT), one SQLite ledger"
+    ),
     "share-ad5-rate": "Share, 5 records, open loop at the target rate (SQLite)",
     "bulk-10k-sqlite": "ShareStream bulk, 10,000 records (SQLite)",
     "bulk-10k-pg": "ShareStream bulk, 10,000 records (PostgreSQL)",
 }
+
+
+def _floats(values: list[float], fmt: str) -> str:
+    return ", ".join(format(x, fmt) for x in values)
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -314,10 +338,10 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Command: `{result['command']}` (or `make bench`). Results: `bench/results/latest.json`.",
         f"Machine: {m['nproc']} vCPUs ({m['cpu']}), Python {m['python']}, grpcio {m['grpcio']}, "
-        f"{m['platform']}; load average at start {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}. "
+        f"{m['platform']}; load average at start {_floats(m['loadavg_at_start'], '.2f')}. "
         f"Date: {m['date']}.",
         "",
-        f"Load: {a['processes']} client processes × {a['concurrency']} closed-loop callers "
+        f"Load: {a['processes']} client processes x {a['concurrency']} closed-loop callers "
         f"(grpc.aio, pre-serialized requests, mTLS as `service-checkout`), {a['duration']} s "
         f"measured after {a['warmup']} s warm-up; every figure is the median of "
         f"{a['rounds']} interleaved rounds. Ratio = scenario rps / raw sync echo rps of the same "
@@ -341,7 +365,7 @@ def markdown(result: dict[str, Any]) -> str:
         extra = f" at {a['rate']:,} rps offered" if name == "share-ad5-rate" else ""
         lines.append(
             f"| {label}{extra} | {r['rps']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {errs} | "
-            f"{'' if ratio is None else f'{ratio:.2f}'} | {', '.join(f'{x:,.0f}' for x in r['rps_all'])} |"
+            f"{'' if ratio is None else f'{ratio:.2f}'} | {_floats(r['rps_all'], ',.0f')} |"
         )
     p = result.get("policy", {})
     if p:
@@ -351,7 +375,7 @@ def markdown(result: dict[str, Any]) -> str:
             "share of 5 subjects): "
             f"regorus eval {p['regorus_eval_us']} µs; `EmbeddedEngine.decide` (JSON in/out) "
             f"{p['engine_decide_us']} µs; `Sharing.evaluate` (registry reads + input + decision"
-            f"{', cached' if p.get('cached') else ''}) {p['sharing_evaluate_us']} µs; building the input "
+            f") {p['sharing_evaluate_us']} µs; building the input "
             f"(`_prepare`, registry reads) {p['prepare_us']} µs.",
         ]
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from gateway.database import open_engine
 from gateway.errors import GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.outbox import Outbox, OutboxStore
@@ -85,7 +86,8 @@ class Gateway:
             GatewayError / LedgerError: a part could not be opened (reported at start).
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        registry = Registry.open(settings.ledger_url)
+        database = open_engine(settings.ledger_url, pool_size=settings.worker_threads + 4)
+        registry = Registry.open(database)
         if settings.seed_file is not None and registry.is_empty():
             registry.load_seed(settings.seed_file)
             _log.info("registry.seeded", seed=str(settings.seed_file))
@@ -99,7 +101,7 @@ class Gateway:
         )
         keys = PseudonymKeys(directory=settings.keys_dir / "pseudonym")
         outbox_store = OutboxStore.open(
-            settings.ledger_url,
+            database,
             keys=KeyRing(directory=settings.keys_dir / OUTBOX_KEY_RING, name=OUTBOX_KEY_RING),
             retention=timedelta(hours=settings.outbox.retention_hours),
         )

@@ -110,7 +110,9 @@ class Sharing:
     ) -> None:
         self._registry = registry
         self._engine = engine
-        self._decide = DecisionCache(engine).decide if DecisionCache.applies_to(engine) else engine.decide
+        self._decide = (
+            DecisionCache(engine).decide if DecisionCache.applies_to(engine) else engine.decide
+        )
         self._ledger = ledger
         self._keys = keys
         self._clock = clock
@@ -179,9 +181,7 @@ class Sharing:
                     categories_removed=outcome.categories_removed,
                     record_count=len(outcome.records),
                     subject_ids=tuple(dict.fromkeys(r.subject_id for r in outcome.records)),
-                    excluded_subject_ids=tuple(
-                        excluded if decision.allow else prepared.refs
-                    ),
+                    excluded_subject_ids=tuple(excluded if decision.allow else prepared.refs),
                     payload_digest=outcome.payload_digest,
                     pseudonym_key_id=outcome.key_id,
                 )
@@ -204,9 +204,13 @@ class Sharing:
         self, order: ShareOrder, principal: Principal, *, mode: Mode, today: date
     ) -> _Prepared:
         if not order.record_type:
-            raise InvalidRequestError("record_type is required", reason="request.record_type_missing")
+            raise InvalidRequestError(
+                "record_type is required", reason="request.record_type_missing"
+            )
         if not order.records:
-            raise InvalidRequestError("at least one record is required", reason="request.no_records")
+            raise InvalidRequestError(
+                "at least one record is required", reason="request.no_records"
+            )
         refs: dict[str, str] = {}
         for record in order.records:
             refs.setdefault(record.subject_id, str(len(refs)))
@@ -217,7 +221,8 @@ class Sharing:
         )
         if schema_row is None:
             raise InvalidRequestError(
-                f"unknown record type {order.record_type[:64]!r}", reason="request.unknown_record_type"
+                f"unknown record type {order.record_type[:64]!r}",
+                reason="request.unknown_record_type",
             )
         schema = schema_row.fields
         categories: set[str] = set()
@@ -402,7 +407,9 @@ def _excluded_by_subject(
 
 def _order_ids(order: ShareOrder, subject_id: str) -> list[str]:
     return list(
-        dict.fromkeys(r.order_id for r in order.records if r.subject_id == subject_id and r.order_id)
+        dict.fromkeys(
+            r.order_id for r in order.records if r.subject_id == subject_id and r.order_id
+        )
     )
 
 

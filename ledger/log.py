@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import os
 import threading
-from _thread import allocate_lock as _allocate_lock
 import time
+from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -114,9 +114,7 @@ class _Item:
         self.disclosure = d
         self.template = entry_template(d, subject_key_id=pz.key_id)
         self.time_us = time_micros(d.time)
-        self.salt_keys = {
-            s: pz.salt_key(s) for s in (*d.subject_ids, *d.excluded_subject_ids)
-        }
+        self.salt_keys = {s: pz.salt_key(s) for s in (*d.subject_ids, *d.excluded_subject_ids)}
 
 
 class _Batch:
@@ -879,7 +877,11 @@ def _stored(row: Any) -> StoredEntry:
 
 
 def _register(
-    engine: Engine, signer: NoteSigner, subject_key: SubjectKey, *, retired_vkeys: Sequence[str] = ()
+    engine: Engine,
+    signer: NoteSigner,
+    subject_key: SubjectKey,
+    *,
+    retired_vkeys: Sequence[str] = (),
 ) -> None:
     """Insert the coordinator row on first start; check origin and keys on later starts."""
     try:

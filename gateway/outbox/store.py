@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select, update
+from sqlmodel import Field, Session, SQLModel, col, delete, select, update
 
+from gateway.database import open_engine
 from gateway.errors import UnavailableError
 from gateway.outbox.errors import OutboxIntegrityError
 from gateway.outbox.sealing import seal, unseal
@@ -152,7 +153,7 @@ class OutboxStore:
     @classmethod
     def open(
         cls,
-        url: str,
+        url: str | Engine,
         *,
         keys: KeyRing,
         retention: timedelta,
@@ -163,9 +164,7 @@ class OutboxStore:
         Raises:
             UnavailableError: the database cannot be reached.
         """
-        engine = create_engine(url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
+        engine = open_engine(url) if isinstance(url, str) else url
         try:
             SQLModel.metadata.create_all(engine, tables=[OutboxRow.__table__])  # type: ignore[attr-defined]
         except SQLAlchemyError as e:
@@ -322,10 +321,3 @@ class _Session(Session):
         super().__exit__(exc_type, exc, tb)
         if isinstance(exc, SQLAlchemyError):
             raise UnavailableError(f"outbox store unavailable: {type(exc).__name__}") from exc
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()

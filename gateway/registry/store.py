@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, create_engine, delete, select
+from sqlmodel import Session, SQLModel, col, delete, select
 
+from gateway.database import open_engine
 from gateway.errors import InvalidRequestError, NotFoundError, UnavailableError
 from gateway.registry.models import (
     ConsentRecord,
@@ -72,11 +73,9 @@ class Registry:
         self._engine = engine
 
     @classmethod
-    def open(cls, url: str) -> Registry:
-        """Connect to ``url`` and create the registry tables if missing."""
-        engine = create_engine(url, pool_pre_ping=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
+    def open(cls, url_or_engine: str | Engine) -> Registry:
+        """Connect (or use a shared engine) and create the registry tables if missing."""
+        engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         try:
             SQLModel.metadata.create_all(engine, tables=_TABLES)
         except SQLAlchemyError as e:
@@ -145,7 +144,9 @@ class Registry:
 
     def upsert_partner(self, partner: PartnerRecord) -> PartnerRecord:
         if not partner.id:
-            raise InvalidRequestError("partner id is required", reason="registry.partner_id_missing")
+            raise InvalidRequestError(
+                "partner id is required", reason="registry.partner_id_missing"
+            )
         with self._session() as s:
             merged = s.merge(partner)
             s.commit()
@@ -155,7 +156,8 @@ class Registry:
     def upsert_schema(self, schema: SchemaRecord) -> SchemaRecord:
         if not schema.record_type or not schema.fields:
             raise InvalidRequestError(
-                "a schema needs a record type and at least one field", reason="registry.schema_invalid"
+                "a schema needs a record type and at least one field",
+                reason="registry.schema_invalid",
             )
         with self._session() as s:
             merged = s.merge(schema)
@@ -166,7 +168,9 @@ class Registry:
     def put_subject(self, facts: SubjectFacts) -> SubjectFacts:
         """Replace everything known about one subject (facts, consents, orders)."""
         if not facts.subject_id:
-            raise InvalidRequestError("subject id is required", reason="registry.subject_id_missing")
+            raise InvalidRequestError(
+                "subject id is required", reason="registry.subject_id_missing"
+            )
         with self._session() as s:
             s.merge(
                 SubjectRecord(
@@ -202,7 +206,9 @@ class Registry:
             s.commit()
         return self.subjects([facts.subject_id])[facts.subject_id]
 
-    def withdraw_consent(self, subject_id: str, *, recipient_id: str = "", purpose: str = "") -> int:
+    def withdraw_consent(
+        self, subject_id: str, *, recipient_id: str = "", purpose: str = ""
+    ) -> int:
         """Withdraw matching consents (all of them when recipient and purpose are empty).
 
         Withdrawing everything also sets the subject's ``consent_withdrawn`` flag (R14).
@@ -310,13 +316,6 @@ class _GuardedSession(Session):
             raise UnavailableError(f"registry store unavailable: {type(exc).__name__}") from exc
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
-
-
 _partner_t = PartnerRecord.__table__  # type: ignore[attr-defined]
 _schema_t = SchemaRecord.__table__  # type: ignore[attr-defined]
 _subject_t = SubjectRecord.__table__  # type: ignore[attr-defined]
@@ -327,13 +326,20 @@ _SCHEMA_Q = sa.select(_schema_t).where(_schema_t.c.record_type == sa.bindparam("
 _SUBJECTS_Q = sa.select(_subject_t).where(
     _subject_t.c.subject_id.in_(sa.bindparam("ids", expanding=True))
 )
-_CONSENTS_Q = sa.select(
-    _consent_t.c.subject_id, _consent_t.c.recipient_id, _consent_t.c.purpose,
-    _consent_t.c.scope, _consent_t.c.categories,
-).where(
-    _consent_t.c.subject_id.in_(sa.bindparam("ids", expanding=True)),
-    _consent_t.c.withdrawn.is_(False),
-).order_by(_consent_t.c.id)
+_CONSENTS_Q = (
+    sa.select(
+        _consent_t.c.subject_id,
+        _consent_t.c.recipient_id,
+        _consent_t.c.purpose,
+        _consent_t.c.scope,
+        _consent_t.c.categories,
+    )
+    .where(
+        _consent_t.c.subject_id.in_(sa.bindparam("ids", expanding=True)),
+        _consent_t.c.withdrawn.is_(False),
+    )
+    .order_by(_consent_t.c.id)
+)
 _ORDERS_Q = sa.select(
     _order_t.c.subject_id, _order_t.c.order_id, _order_t.c.merchant_id, _order_t.c.cross_border
 ).where(_order_t.c.subject_id.in_(sa.bindparam("ids", expanding=True)))
@@ -367,7 +373,11 @@ def _subjects(conn: Connection, ids: list[str]) -> dict[str, SubjectFacts]:
             )
         for o in conn.execute(_ORDERS_Q, {"ids": part}):
             orders.setdefault(o.subject_id, []).append(
-                Order(order_id=o.order_id, merchant_id=o.merchant_id, cross_border=bool(o.cross_border))
+                Order(
+                    order_id=o.order_id,
+                    merchant_id=o.merchant_id,
+                    cross_border=bool(o.cross_border),
+                )
             )
     return {
         sid: SubjectFacts(

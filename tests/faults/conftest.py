@@ -21,7 +21,10 @@ def gateway_proc(tmp_path: Path) -> Iterator[Callable[..., GatewayProc]]:
         procs.ensure_pki(data / "pki")
         port = procs.free_port()
         cfg = procs.gateway_config(
-            data / "gateway.toml", data_dir=data, port=port, **config  # type: ignore[arg-type]
+            data / "gateway.toml",
+            data_dir=data,
+            port=port,
+            **config,  # type: ignore[arg-type]
         )
         gp = GatewayProc(data_dir=data, config=cfg, port=port)
         made.append(gp)

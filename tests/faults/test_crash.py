@@ -29,7 +29,11 @@ def _crash_cycles(gw: GatewayProc, kills: int, rng: random.Random) -> tuple[list
     lock = threading.Lock()
     stop = threading.Event()
     failures = 0
-    requests = [delivery_request(), ad_request("adco", "u1001"), ad_request("adco", "u1001", "u1002")]
+    requests = [
+        delivery_request(),
+        ad_request("adco", "u1001"),
+        ad_request("adco", "u1001", "u1002"),
+    ]
 
     def client(n: int) -> None:
         nonlocal failures
@@ -60,7 +64,9 @@ def _crash_cycles(gw: GatewayProc, kills: int, rng: random.Random) -> tuple[list
                         )
                     )
 
-    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(CLIENT_THREADS)]
+    threads = [
+        threading.Thread(target=client, args=(n,), daemon=True) for n in range(CLIENT_THREADS)
+    ]
     for t in threads:
         t.start()
     try:
@@ -90,7 +96,11 @@ def _check_after_crashes(gw: GatewayProc, kills: int, seed: int) -> None:
     assert verify.returncode == 0, verify.stdout + verify.stderr
     gw.start()
     with gw.channel() as ch:
-        assert share_pb2_grpc.ShareServiceStub(ch).Share(delivery_request(), timeout=10).decision.allowed
+        assert (
+            share_pb2_grpc.ShareServiceStub(ch)
+            .Share(delivery_request(), timeout=10)
+            .decision.allowed
+        )
 
 
 def test_kill_9_three_times_loses_no_acknowledged_share(

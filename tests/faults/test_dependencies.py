@@ -70,9 +70,7 @@ def _kick(db: str) -> str:
 
 @pytest.fixture
 def pg_gateway(tmp_path: Path, postgres_url: str) -> Iterator[tuple[RunningGateway, str]]:
-    with running_gateway(
-        tmp_path, ledger={"url": postgres_url, "checkpoint_interval_s": 0}
-    ) as gw:
+    with running_gateway(tmp_path, ledger={"url": postgres_url, "checkpoint_interval_s": 0}) as gw:
         yield gw, postgres_url
 
 
@@ -98,7 +96,7 @@ def test_ledger_database_unreachable_is_unavailable_then_recovers(
 def test_read_only_ledger_database_is_unavailable_with_no_records_then_recovers(
     pg_gateway: tuple[RunningGateway, str], postgres_admin_url: str
 ) -> None:
-    """A read-only ledger database (failover to a standby) fails closed; writable again, it serves."""
+    """A read-only ledger database (failover to a standby) fails closed, then recovers."""
     gw, url = pg_gateway
     db = sa.make_url(url).database
     stub = share_pb2_grpc.ShareServiceStub(gw.channel("service", "checkout"))
@@ -128,9 +126,12 @@ def test_read_only_ledger_database_is_unavailable_with_no_records_then_recovers(
 
 def test_opa_down_or_slow_is_unavailable_then_recovers(tmp_path: Path) -> None:
     """The OPA-server path fails closed when OPA drops connections or misses its deadline."""
-    with FakeOpa().start() as opa, running_gateway(
-        tmp_path, policy={"opa_url": opa.url, "opa_timeout_s": 0.3, "watch_interval_s": 0}
-    ) as gw:
+    with (
+        FakeOpa().start() as opa,
+        running_gateway(
+            tmp_path, policy={"opa_url": opa.url, "opa_timeout_s": 0.3, "watch_interval_s": 0}
+        ) as gw,
+    ):
         stub = share_pb2_grpc.ShareServiceStub(gw.channel("service", "checkout"))
         assert stub.Share(delivery_request(), timeout=10).records
         size = gw.gateway.ledger.size
@@ -187,4 +188,3 @@ def test_overload_pushes_back_and_never_drops_an_audit_record(tmp_path: Path) ->
         assert codes.get("RESOURCE_EXHAUSTED", 0) + codes.get("UNAVAILABLE", 0) > 0, codes
         assert codes.get("OK", 0) > 0, codes
         assert missing_receipts(gw.gateway.settings.ledger_url, seen) == []
-

@@ -79,9 +79,7 @@ HOSTILE = [
     "x" * 5_000,
     "ä" * 3_000,
 ]
-texts = st.one_of(
-    st.sampled_from(KNOWN), st.sampled_from(HOSTILE), st.text(max_size=40)
-)
+texts = st.one_of(st.sampled_from(KNOWN), st.sampled_from(HOSTILE), st.text(max_size=40))
 
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -126,7 +124,10 @@ def messages(draw: st.DrawFn, desc: Descriptor, depth: int = 0) -> Any:
         if not draw(st.booleans()):
             continue
         if f.message_type is not None and f.message_type.GetOptions().map_entry:
-            key_f, val_f = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
+            key_f, val_f = (
+                f.message_type.fields_by_name["key"],
+                f.message_type.fields_by_name["value"],
+            )
             if val_f.message_type is not None:
                 continue
             for k, v in draw(st.dictionaries(_scalar(key_f), _scalar(val_f), max_size=4)).items():
@@ -259,7 +260,10 @@ def test_huge_and_empty_batches_are_refused_with_client_errors(
     assert _call(ch, stream, [share_pb2.ShareChunk(header=ad_share(0))]) in (
         grpc.StatusCode.INVALID_ARGUMENT,
     )
-    two_headers = [share_pb2.ShareChunk(header=ad_share(1)), share_pb2.ShareChunk(header=ad_share(1))]
+    two_headers = [
+        share_pb2.ShareChunk(header=ad_share(1)),
+        share_pb2.ShareChunk(header=ad_share(1)),
+    ]
     assert _call(ch, stream, two_headers) == grpc.StatusCode.INVALID_ARGUMENT
     big_msg = share_pb2.ShareChunk(records=[ad_record(0)] * 1)
     big_msg.records[0].fields["tags"] = "y" * (9 * 1024 * 1024)  # beyond max_message_bytes
@@ -274,4 +278,3 @@ def test_many_random_requests_to_every_rpc_never_fail_internally(
 ) -> None:
     """3,000 generated calls across all RPCs: no INTERNAL/UNKNOWN; server up; ledger verifies."""
     _fuzz(gw, channels, examples=3_000)
-

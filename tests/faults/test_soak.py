@@ -51,9 +51,7 @@ def test_half_peak_for_ten_minutes_has_no_error_and_bounded_rss(
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        soak = run_load(
-            spec(duration_s=SOAK_S, warmup_s=0, rate=peak.rps / 2, max_outstanding=200)
-        )
+        soak = run_load(spec(duration_s=SOAK_S, warmup_s=0, rate=peak.rps / 2, max_outstanding=200))
     finally:
         stop.set()
         sampler.join()

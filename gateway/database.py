@@ -1,0 +1,54 @@
+"""The gateway's own database connection (registry and outbox tables).
+
+The ledger opens its own engine (``ledger.storage``): it needs exclusive write
+transactions and its own durability settings. Registry and outbox share one engine here.
+
+Invariants:
+- The pool holds at least as many connections as the server has worker threads, so a busy
+  server never opens (and configures) connections on the hot path.
+- SQLite: WAL is set once when the engine is created (it is a property of the file); each
+  new connection only gets a busy timeout. No pre-ping: a local file has no connection to
+  lose. PostgreSQL: pre-ping, so a restarted server is noticed and the pool recovers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.errors import UnavailableError
+
+BUSY_TIMEOUT_MS = 5_000
+
+
+def open_engine(url: str, *, pool_size: int = 16) -> Engine:
+    """Create the engine for ``url`` with a pool of ``pool_size`` connections.
+
+    Raises:
+        UnavailableError: the database cannot be reached or configured.
+    """
+    sqlite = url.startswith("sqlite")
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=not sqlite,
+        **({"connect_args": {"check_same_thread": False}} if sqlite else {}),
+    )
+    if sqlite:
+        event.listen(engine, "connect", _busy_timeout)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("PRAGMA journal_mode=WAL"))
+        except SQLAlchemyError as e:
+            engine.dispose()
+            raise UnavailableError(f"database unavailable: {type(e).__name__}") from e
+    return engine
+
+
+def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.close()
