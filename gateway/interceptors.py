@@ -149,28 +149,30 @@ def _with_call_context(
 
 
 def wrap_handler(
-    handler: grpc.RpcMethodHandler,
+    handler: grpc.RpcMethodHandler[Any, Any],
     wrap_unary: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
     wrap_stream: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """Return ``handler`` with its behaviour wrapped (unary or streaming response)."""
+    replace: Any = handler._replace  # type: ignore[attr-defined]  # a namedtuple underneath
     if handler.unary_unary:
-        return handler._replace(unary_unary=wrap_unary(handler.unary_unary))  # type: ignore[attr-defined,no-any-return]
+        return replace(unary_unary=wrap_unary(handler.unary_unary))  # type: ignore[no-any-return]
     if handler.stream_unary:
-        return handler._replace(stream_unary=wrap_unary(handler.stream_unary))  # type: ignore[attr-defined,no-any-return]
+        return replace(stream_unary=wrap_unary(handler.stream_unary))  # type: ignore[no-any-return]
     if handler.unary_stream:
-        return handler._replace(unary_stream=wrap_stream(handler.unary_stream))  # type: ignore[attr-defined,no-any-return]
-    return handler._replace(stream_stream=wrap_stream(handler.stream_stream))  # type: ignore[attr-defined,no-any-return]
+        return replace(unary_stream=wrap_stream(handler.unary_stream))  # type: ignore[no-any-return]
+    assert handler.stream_stream is not None
+    return replace(stream_stream=wrap_stream(handler.stream_stream))  # type: ignore[no-any-return]
 
 
-class CallInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class CallInterceptor(grpc.ServerInterceptor):
     """Outermost interceptor: request id + access log + error → status mapping."""
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None

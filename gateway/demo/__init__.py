@@ -28,7 +28,7 @@ def profile(subject_id: str, *fields: str) -> share_pb2.Record:
 AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")
 
 
-def _delivery_mode(outbox: bool) -> share_pb2.DeliveryMode:
+def _delivery_mode(outbox: bool) -> share_pb2.DeliveryMode.ValueType:
     return share_pb2.DELIVERY_MODE_OUTBOX if outbox else share_pb2.DELIVERY_MODE_INLINE
 
 
