@@ -51,14 +51,29 @@ class KeyRing:
         self.name = name
         self._key_bytes = key_bytes
         self._lock = threading.Lock()
+        # (inode, mtime) of CURRENT -> (key_id, key): one stat() per share instead of two
+        # file reads; a rotation (here or by another process) replaces CURRENT, so it shows.
+        self._cached: tuple[tuple[int, int], tuple[str, bytes]] | None = None
 
     def current(self) -> tuple[str, bytes]:
         """The current ``(key_id, key)``; creates the first key on first use."""
         with self._lock:
+            try:
+                st = os.stat(self._dir / "CURRENT")
+                stamp = (st.st_ino, st.st_mtime_ns)
+            except FileNotFoundError:
+                stamp = None
+            if stamp is not None and self._cached is not None and self._cached[0] == stamp:
+                return self._cached[1]
             key_id = self._current_id()
             if key_id is None:
                 key_id = self._add_key()
-            return key_id, self._read_key(key_id)
+                st = os.stat(self._dir / "CURRENT")
+                stamp = (st.st_ino, st.st_mtime_ns)
+            found = (key_id, self._read_key(key_id))
+            if stamp is not None:
+                self._cached = (stamp, found)
+            return found
 
     def get(self, key_id: str) -> bytes:
         """The key ``key_id`` (current or retired).
