@@ -362,7 +362,8 @@ class DecisionCache:
     def _for_revision(self, revision: str) -> tuple[bool, dict[str, PolicyDecision]]:
         rev, pure, entries = self._state
         if rev != revision:
-            pure = _is_pure(self._engine.policy_dir)
+            # applies_to() admitted only engines with a policy_dir (EmbeddedEngine).
+            pure = _is_pure(getattr(self._engine, "policy_dir", None))
             entries = {}
             self._state = (revision, pure, entries)  # one assignment: readers see old or new
         return pure, entries
@@ -387,7 +388,9 @@ class DecisionCache:
         return decision
 
 
-def _is_pure(policy_dir: Path) -> bool:
+def _is_pure(policy_dir: Path | None) -> bool:
+    if policy_dir is None:
+        return False
     try:
         texts = [
             p.read_text(encoding="utf-8")

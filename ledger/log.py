@@ -83,6 +83,7 @@ from ledger.verify import verify_consistency
 _T = TypeVar("_T")
 _IN_CHUNK = 500
 MAX_QUERY_LIMIT = 1000
+_MAX_INDEX = 2**63 - 1  # BIGINT
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -443,7 +444,7 @@ class Ledger:
             except BaseException:
                 try:
                     if self._sqlite:
-                        if raw.driver_connection.in_transaction:
+                        if getattr(raw.driver_connection, "in_transaction", True):
                             cur.execute("ROLLBACK")
                     else:
                         raw.rollback()
@@ -711,7 +712,7 @@ class Ledger:
             LedgerCorruptionError: a stored node is missing.
             LedgerUnavailableError: storage failed.
         """
-        if not 0 <= index < tree_size:
+        if not 0 <= index < tree_size or tree_size > _MAX_INDEX:
             raise ProofRangeError(f"index {index} not in a tree of size {tree_size}")
 
         def run(conn: Connection) -> list[bytes]:
@@ -731,7 +732,7 @@ class Ledger:
             LedgerCorruptionError: a stored node is missing.
             LedgerUnavailableError: storage failed.
         """
-        if not 0 <= old_size <= new_size:
+        if not 0 <= old_size <= new_size or new_size > _MAX_INDEX:
             raise ProofRangeError(f"bad sizes {old_size} -> {new_size}")
 
         def run(conn: Connection) -> list[bytes]:
@@ -751,6 +752,8 @@ class Ledger:
             LedgerCorruptionError: the stored bytes do not match their leaf hash or decode.
             LedgerUnavailableError: storage failed.
         """
+        if not 0 <= index <= _MAX_INDEX:  # beyond BIGINT the driver raises OverflowError
+            raise EntryNotFoundError(f"no entry at index {index}")
         row = self._read(
             lambda conn: conn.execute(
                 sa.select(entry_t.c.idx, entry_t.c.leaf_hash, entry_t.c.data).where(
