@@ -135,7 +135,7 @@ def gateway_config(
     port: int,
     ledger_url: str | None = None,
     opa_url: str | None = None,
-    worker_threads: int = 16,
+    worker_threads: int = 4,
     max_concurrent_rpcs: int | None = None,
     max_pending: int | None = None,
     checkpoint_interval_s: float = 10.0,

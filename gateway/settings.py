@@ -103,7 +103,8 @@ class Settings(_Section):
     log_level: str = "info"
     log_json: bool = True
     grace_period_s: float = Field(default=5.0, ge=0)
-    worker_threads: int = Field(default=16, gt=0)
+    # Few threads: on small machines more only add GIL and futex hand-offs (docs/benchmarks.md).
+    worker_threads: int = Field(default=4, gt=0)
     # k for R16 comes from policy data; this is only the gateway side.
     tls: TLSSettings = TLSSettings()
     limits: LimitsSettings = LimitsSettings()
