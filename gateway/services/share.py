@@ -97,7 +97,9 @@ def refusal(outcome: Outcome) -> PolicyDeniedError:
 def response_message(outcome: Outcome, *, with_records: bool = True) -> share_pb2.ShareResponse:
     return share_pb2.ShareResponse(
         decision=decision_message(outcome),
-        records=[share_pb2.Record(subject_id=r.subject_ref, fields=r.fields) for r in outcome.records]
+        records=[
+            share_pb2.Record(subject_id=r.subject_ref, fields=r.fields) for r in outcome.records
+        ]
         if with_records
         else [],
         receipt=receipt_message(outcome),

@@ -294,7 +294,7 @@ def admin_call(servicer: AdminServicer, method: str, req: Any) -> tuple[Any, grp
 def test_admin_errors_map_to_not_found_invalid_argument_and_failed_precondition(
     registry: Registry,
 ) -> None:
-    """Unknown subject: NOT_FOUND; bad partner kind: INVALID_ARGUMENT; bad policy: FAILED_PRECONDITION."""
+    """Admin errors: unknown subject, bad partner kind and a bad policy get their codes."""
     admin = AdminServicer(
         registry=registry,
         engine=StaticEngine(error=errors.PolicyLoadError("rego_parse_error")),  # type: ignore[arg-type]
