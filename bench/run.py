@@ -270,12 +270,12 @@ def policy_micro(n: int) -> dict[str, Any]:
                 samples.append(time.perf_counter_ns() - t0)
             return round(statistics.median(samples) / 1000, 1)
 
-        decide = getattr(gw.sharing, "_decide", engine.decide)  # older trees: no cache
+        uncached = getattr(engine, "evaluate", engine.decide)  # older trees: no cache
         res = {
             "regorus_eval_us": timed(lambda: evaluate_raw(raw_engine, input_json)),
-            "engine_decide_us": timed(lambda: engine.decide(prepared.policy_input)),
-            # What the share path calls: the decision cache (hit after the first call).
-            "cached_decide_us": timed(lambda: decide(prepared.policy_input)),
+            "engine_decide_us": timed(lambda: uncached(prepared.policy_input)),
+            # What the share path calls: decide() with its cache (hit after the first call).
+            "cached_decide_us": timed(lambda: engine.decide(prepared.policy_input)),
             "prepare_us": timed(
                 lambda: gw.sharing._prepare(order, principal, mode="share", today=date.today())
             ),
@@ -378,7 +378,7 @@ def markdown(result: dict[str, Any]) -> str:
             "share of 5 subjects): "
             f"regorus eval {p['regorus_eval_us']} µs; `EmbeddedEngine.decide` (JSON in/out, "
             f"uncached) {p['engine_decide_us']} µs; decision through the share path's "
-            f"`DecisionCache` (hit) {p.get('cached_decide_us', '—')} µs; "
+            f"decision cache (hit) {p.get('cached_decide_us', '—')} µs; "
             "`Sharing.evaluate` (registry reads + input + decision"
             f") {p['sharing_evaluate_us']} µs; building the input "
             f"(`_prepare`, registry reads) {p['prepare_us']} µs.",

@@ -10,12 +10,10 @@ This module is protocol-free: services translate protobuf messages to ``ShareOrd
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from gateway.enforcement import (
@@ -110,9 +108,6 @@ class Sharing:
     ) -> None:
         self._registry = registry
         self._engine = engine
-        self._decide = (
-            DecisionCache(engine).decide if DecisionCache.applies_to(engine) else engine.decide
-        )
         self._ledger = ledger
         self._keys = keys
         self._clock = clock
@@ -124,7 +119,7 @@ class Sharing:
     def evaluate(self, order: ShareOrder, principal: Principal) -> Outcome:
         """Decide only: nothing is disclosed and nothing is written to the ledger."""
         prepared = self._prepare(order, principal, mode="share", today=self._clock().date())
-        decision = self._decide(prepared.policy_input)
+        decision = self._engine.decide(prepared.policy_input)
         return Outcome(decision=decision, excluded=_excluded_by_subject(decision, prepared.refs))
 
     def share(
@@ -148,7 +143,7 @@ class Sharing:
         now = self._clock()
         today = now.date()
         prepared = self._prepare(order, principal, mode=mode, today=today)
-        decision = self._decide(prepared.policy_input)
+        decision = self._engine.decide(prepared.policy_input)
         excluded = _excluded_by_subject(decision, prepared.refs)
         outcome = Outcome(decision=decision, excluded=excluded)
         if decision.allow:
@@ -326,80 +321,6 @@ class Sharing:
             else b"",
             key_id=key_id,
         )
-
-
-#: Rego built-ins whose result depends on something other than input and bundle data.
-_IMPURE_BUILTINS = ("time.now_ns", "http.send", "rand.", "uuid.", "opa.runtime", "net.lookup")
-_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
-
-
-class DecisionCache:
-    """Decisions of the in-process engine, keyed by policy revision and the whole input.
-
-    Correct because the embedded policy is a pure function of (bundle, input): the bundle is
-    the revision (modules + data), and the input holds everything else that can change a
-    decision — today's date, the caller, the request, the recipient's agreement, and every
-    subject's facts and consents as read from the registry *for this request*. A consent
-    withdrawal therefore changes the key, never serves a stale decision. The input carries no
-    identifiers (batch-local refs, ages, flags), so same-shape requests share entries.
-
-    Used only with ``EmbeddedEngine``: an OPA server is its own authority (policies may change
-    there) and its outage must fail closed. A revision whose modules call impure built-ins
-    (``time.now_ns``, ``http.send``, ...) is never cached. Bounded: cleared when full.
-    """
-
-    def __init__(self, engine: PolicyEngine, *, max_entries: int = 8192) -> None:
-        self._engine = engine
-        self._max = max_entries
-        self._state: tuple[str, bool, dict[str, PolicyDecision]] = ("", False, {})
-
-    @staticmethod
-    def applies_to(engine: PolicyEngine) -> bool:
-        from gateway.policy.embedded import EmbeddedEngine
-
-        return isinstance(engine, EmbeddedEngine)
-
-    def _for_revision(self, revision: str) -> tuple[bool, dict[str, PolicyDecision]]:
-        rev, pure, entries = self._state
-        if rev != revision:
-            # applies_to() admitted only engines with a policy_dir (EmbeddedEngine).
-            pure = _is_pure(getattr(self._engine, "policy_dir", None))
-            entries = {}
-            self._state = (revision, pure, entries)  # one assignment: readers see old or new
-        return pure, entries
-
-    def decide(self, policy_input: Mapping[str, Any]) -> PolicyDecision:
-        revision = self._engine.revision
-        pure, entries = self._for_revision(revision)
-        if not pure:
-            return self._engine.decide(policy_input)
-        try:
-            key = _KEY_ENCODER.encode(policy_input)
-        except (TypeError, ValueError):
-            return self._engine.decide(policy_input)  # the engine reports the bad input
-        hit = entries.get(key)
-        if hit is not None:
-            return hit
-        decision = self._engine.decide(policy_input)
-        if decision.revision == revision:  # a reload in between: do not file it under the old one
-            if len(entries) >= self._max:
-                entries.clear()
-            entries[key] = decision
-        return decision
-
-
-def _is_pure(policy_dir: Path | None) -> bool:
-    if policy_dir is None:
-        return False
-    try:
-        texts = [
-            p.read_text(encoding="utf-8")
-            for p in Path(policy_dir).rglob("*.rego")
-            if not p.name.endswith("_test.rego")
-        ]
-    except OSError:
-        return False
-    return not any(b in t for t in texts for b in _IMPURE_BUILTINS)
 
 
 def _excluded_by_subject(

@@ -16,7 +16,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -137,13 +137,31 @@ def evaluate_raw(engine: Any, input_json: str, path: str = DECISION_PATH) -> Any
 _THREAD_ENGINES = threading.local()
 
 
+#: Rego built-ins whose result depends on something other than input and bundle data.
+_IMPURE_BUILTINS = ("time.now_ns", "http.send", "rand.", "uuid.", "opa.runtime", "net.lookup")
+#: Decisions kept per revision (cleared when full).
+DECISION_CACHE_SIZE = 8_192
+
+
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     bundle: PolicyBundle  # validated: compiles and evaluates the probe input
+    # The policy is a pure function of (bundle, input) unless a module calls an impure
+    # built-in; then nothing is cached.
+    cacheable: bool
+    # input JSON -> decision, for this revision only (a reload starts a new, empty one).
+    decisions: dict[str, PolicyDecision] = field(default_factory=dict)
 
     @property
     def revision(self) -> str:
         return self.bundle.revision
+
+
+def _input_json(input: Mapping[str, Any]) -> str:
+    try:
+        return json.dumps(input, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise PolicyEngineError(f"policy input is not JSON: {e}") from e
 
 
 class EmbeddedEngine:
@@ -179,7 +197,8 @@ class EmbeddedEngine:
                 )
         except PolicyEngineError as e:
             raise PolicyLoadError(f"policy bundle does not evaluate: {e.message}") from e
-        return _Compiled(bundle=bundle)
+        pure = not any(b in m.text for m in bundle.modules for b in _IMPURE_BUILTINS)
+        return _Compiled(bundle=bundle, cacheable=pure)
 
     def _engine_for(self, compiled: _Compiled) -> Any:
         engines: dict[int, tuple[_Compiled, Any]] = _THREAD_ENGINES.__dict__.setdefault(
@@ -196,11 +215,31 @@ class EmbeddedEngine:
         return engine
 
     def decide(self, input: Mapping[str, Any]) -> PolicyDecision:
+        """Decide, answering a repeated input of the same revision from the decision cache.
+
+        Correct because the decision is a pure function of (revision, input): the input holds
+        everything that can change it (today's date, caller, request, the recipient's
+        agreement, every subject's facts and consents as read for this request), so a consent
+        withdrawal changes the key. The input has batch-local refs, not identifiers, so
+        requests of the same shape share entries.
+        """
         compiled = self._current  # one read: this request stays on this revision
-        try:
-            input_json = json.dumps(input)
-        except (TypeError, ValueError) as e:
-            raise PolicyEngineError(f"policy input is not JSON: {e}") from e
+        input_json = _input_json(input)
+        if compiled.cacheable and (hit := compiled.decisions.get(input_json)) is not None:
+            return hit
+        decision = self._evaluate(compiled, input_json)
+        if compiled.cacheable:
+            if len(compiled.decisions) >= DECISION_CACHE_SIZE:
+                compiled.decisions.clear()
+            compiled.decisions[input_json] = decision
+        return decision
+
+    def evaluate(self, input: Mapping[str, Any]) -> PolicyDecision:
+        """Decide without the cache (benchmarks, diagnostics)."""
+        compiled = self._current
+        return self._evaluate(compiled, _input_json(input))
+
+    def _evaluate(self, compiled: _Compiled, input_json: str) -> PolicyDecision:
         raw = evaluate_raw(self._engine_for(compiled), input_json)
         return parse_decision(raw, revision=compiled.revision)
 

@@ -1,0 +1,57 @@
+"""The embedded engine's decision cache: a pure function of (revision, input), nothing else."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+from gateway.policy.embedded import PROBE_INPUTS, EmbeddedEngine
+from gateway.settings import REPO_ROOT
+
+
+def engine_on_copy(tmp_path: Path) -> tuple[EmbeddedEngine, Path]:
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO_ROOT / "policies_rego", policies)
+    return EmbeddedEngine(policy_dir=policies), policies
+
+
+def test_a_repeated_input_is_answered_from_the_cache_and_equals_evaluation(tmp_path: Path) -> None:
+    """The same input gets the cached decision, identical to an uncached evaluation."""
+    engine, _ = engine_on_copy(tmp_path)
+    first = engine.decide(PROBE_INPUTS[1])
+    assert engine.decide(copy.deepcopy(PROBE_INPUTS[1])) is first
+    assert engine.evaluate(PROBE_INPUTS[1]) == first
+
+
+def test_changed_facts_change_the_key(tmp_path: Path) -> None:
+    """A changed subject fact is a different input: decided afresh, never served stale."""
+    engine, _ = engine_on_copy(tmp_path)
+    base = copy.deepcopy(PROBE_INPUTS[1])
+    before = engine.decide(base)
+    changed = copy.deepcopy(base)
+    changed["subjects"][0]["consent_withdrawn"] = True
+    after = engine.decide(changed)
+    assert after is not before
+    assert after == engine.evaluate(changed)
+
+
+def test_a_reload_starts_an_empty_cache_under_the_new_revision(tmp_path: Path) -> None:
+    """After a policy change the decision carries the new revision."""
+    engine, policies = engine_on_copy(tmp_path)
+    old = engine.decide(PROBE_INPUTS[1])
+    path = policies / "sharing" / "decision.rego"
+    path.write_text(path.read_text() + "\n# touched\n")
+    engine.reload()
+    new = engine.decide(PROBE_INPUTS[1])
+    assert new.revision != old.revision and new is not old
+
+
+def test_a_bundle_with_impure_builtins_is_never_cached(tmp_path: Path) -> None:
+    """A module calling time.now_ns makes every decision a fresh evaluation."""
+    _, policies = engine_on_copy(tmp_path)
+    (policies / "sharing" / "clock.rego").write_text(
+        "package sharing\n\nnow_ns := time.now_ns()\n", encoding="utf-8"
+    )
+    engine = EmbeddedEngine(policy_dir=policies)
+    assert engine.decide(PROBE_INPUTS[1]) is not engine.decide(PROBE_INPUTS[1])
