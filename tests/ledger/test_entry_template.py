@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,9 @@ from ledger.entry import (
     entry_from_disclosure,
     entry_template,
     fill_template,
+    validate_disclosure,
 )
+from ledger.errors import InvalidArgumentError
 
 texts = st.text(max_size=20)
 ids = st.lists(st.text(min_size=1, max_size=8), max_size=5).map(tuple)
@@ -34,7 +37,10 @@ def disclosures(draw: st.DrawFn) -> Disclosure:
         action=draw(texts),
         mode=draw(st.sampled_from(["", "share", "stage", "pull", "refused_call"])),
         legal_basis=draw(texts),
-        legal_reference=draw(st.text(alphabet=st.characters(), max_size=30)),
+        # Any valid Unicode (lone surrogates are refused before encoding; see below).
+        legal_reference=draw(
+            st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=30)
+        ),
         exemption_code=draw(texts),
         reason_codes=tuple(draw(st.lists(texts, max_size=3))),
         policy_revision=draw(texts),
@@ -71,3 +77,12 @@ def test_filled_template_equals_canonical_encoding(d: Disclosure, index: int, ke
         excluded_subjects=excluded,
     )
     assert got == expected
+
+
+def test_text_that_is_not_valid_unicode_is_refused_before_encoding() -> None:
+    """A lone surrogate cannot reach either encoder: append's validation names the field."""
+    d = Disclosure(
+        time=datetime(2000, 1, 1, tzinfo=UTC), decision="ALLOW", legal_reference="\ud800"
+    )
+    with pytest.raises(InvalidArgumentError, match="legal_reference"):
+        validate_disclosure(d)
