@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
 
 from gateway.errors import UnavailableError
 
@@ -52,3 +53,12 @@ def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cur.close()
+
+
+class GuardedSession(Session):
+    """A session whose storage errors surface as ``UnavailableError`` (fail closed)."""
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        super().__exit__(exc_type, exc, tb)
+        if isinstance(exc, SQLAlchemyError):
+            raise UnavailableError(f"database unavailable: {type(exc).__name__}") from exc

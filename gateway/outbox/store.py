@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, delete, select, update
 
-from gateway.database import open_engine
+from gateway.database import GuardedSession, open_engine
 from gateway.errors import UnavailableError
 from gateway.outbox.errors import OutboxIntegrityError
 from gateway.outbox.sealing import seal, unseal
@@ -311,13 +311,4 @@ class OutboxStore:
         )
 
     def _session(self) -> Session:
-        return _Session(self._engine, expire_on_commit=False)
-
-
-class _Session(Session):
-    """A session whose driver errors surface as ``UnavailableError`` (fail closed)."""
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        super().__exit__(exc_type, exc, tb)
-        if isinstance(exc, SQLAlchemyError):
-            raise UnavailableError(f"outbox store unavailable: {type(exc).__name__}") from exc
+        return GuardedSession(self._engine, expire_on_commit=False)

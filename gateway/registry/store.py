@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, delete, select
 
-from gateway.database import open_engine
+from gateway.database import GuardedSession, open_engine
 from gateway.errors import InvalidRequestError, NotFoundError, UnavailableError
 from gateway.registry.models import (
     ConsentRecord,
@@ -275,7 +275,7 @@ class Registry:
             self.put_subject(subject_from_mapping(subj))
 
     def _session(self) -> Session:
-        return _GuardedSession(self._engine)
+        return GuardedSession(self._engine)
 
 
 def subject_from_mapping(raw: Mapping[str, Any]) -> SubjectFacts:
@@ -312,15 +312,6 @@ def subject_from_mapping(raw: Mapping[str, Any]) -> SubjectFacts:
 
 def orders_by_id(facts: Sequence[SubjectFacts]) -> dict[str, Order]:
     return {o.order_id: o for f in facts for o in f.orders}
-
-
-class _GuardedSession(Session):
-    """A session whose storage errors surface as ``UnavailableError`` (fail closed)."""
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        super().__exit__(exc_type, exc, tb)
-        if isinstance(exc, SQLAlchemyError):
-            raise UnavailableError(f"registry store unavailable: {type(exc).__name__}") from exc
 
 
 _partner_t = PartnerRecord.__table__  # type: ignore[attr-defined]
