@@ -10,6 +10,7 @@ This module is protocol-free: services translate protobuf messages to ``ShareOrd
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,16 +183,7 @@ class Sharing:
                 )
             ]
         )[0]
-        return Outcome(
-            decision=outcome.decision,
-            excluded=outcome.excluded,
-            records=outcome.records,
-            categories_disclosed=outcome.categories_disclosed,
-            categories_removed=outcome.categories_removed,
-            payload_digest=outcome.payload_digest,
-            key_id=outcome.key_id,
-            receipt=receipt,
-        )
+        return dataclasses.replace(outcome, receipt=receipt)
 
     # -- steps ------------------------------------------------------------------------
 
