@@ -9,6 +9,8 @@ Measured, per backend (SQLite file in a temp dir; PostgreSQL in a throwaway data
   driver's executemany, 1,000 per transaction, each committed durably: the ceiling.
 * ``append_concurrent_per_s``: ``Ledger.append([one disclosure])`` from many threads at once
   (the gateway's shape: group commit batches them).
+* ``append_async_per_s``: ``await Ledger.append_async([one disclosure])`` from as many
+  coroutines on one event loop (how the gateway's Share appends).
 * ``append_bulk_per_s``: ``Ledger.append(list of 1,000)`` from one caller.
 Medians of ``--runs`` runs (default 3). Then, on SQLite: build a large ledger through
 ``append``, time inclusion proofs at that size and one full ``verify_storage``.
@@ -17,6 +19,7 @@ Medians of ``--runs`` runs (default 3). Then, on SQLite: build a large ledger th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -132,6 +135,24 @@ def append_concurrent_rate(led: Ledger, total: int, threads: int) -> float:
     return per * threads / (time.perf_counter() - t0)
 
 
+def append_async_rate(led: Ledger, total: int, tasks: int) -> float:
+    """Entries/s of single-disclosure ``append_async`` from ``tasks`` coroutines on one event
+    loop (the gateway's shape since ADR 0005: Share awaits its commit on the loop)."""
+    per = total // tasks
+    ds = [_disclosure(i) for i in range(per)]
+
+    async def work() -> None:
+        for d in ds:
+            await led.append_async([d])
+
+    async def main() -> float:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(work() for _ in range(tasks)))
+        return time.perf_counter() - t0
+
+    return per * tasks / asyncio.run(main())
+
+
 def append_bulk_rate(led: Ledger, total: int, batch: int = 1000) -> float:
     """Entries/s of ``append`` with lists of ``batch`` from one caller."""
     ds = [_disclosure(i) for i in range(batch)]
@@ -157,6 +178,9 @@ def bench_backend(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str
         ) as led:
             out["append_concurrent_per_s"] = _median(
                 lambda: append_concurrent_rate(led, args.appends, args.threads), args.runs
+            )
+            out["append_async_per_s"] = _median(
+                lambda: append_async_rate(led, args.appends, args.threads), args.runs
             )
             out["append_bulk_per_s"] = _median(
                 lambda: append_bulk_rate(led, args.appends), args.runs
@@ -222,6 +246,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"| Durable appends/s, {b.get('sqlite', {}).get('threads')} threads x 1 entry"
         f" | {cell('sqlite', 'append_concurrent_per_s')}"
         f" | {cell('postgres', 'append_concurrent_per_s')} | ≥ 20,000 / ≥ 10,000 |"
+    )
+    rows.append(
+        f"| Durable appends/s, {b.get('sqlite', {}).get('threads')} coroutines x 1 entry"
+        f" (`append_async`, one event loop) | {cell('sqlite', 'append_async_per_s')}"
+        f" | {cell('postgres', 'append_async_per_s')} | ≥ 20,000 / ≥ 10,000 |"
     )
     rows.append(
         f"| Durable appends/s, bulk lists of 1,000 | {cell('sqlite', 'append_bulk_per_s')}"

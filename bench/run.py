@@ -103,6 +103,7 @@ class Bench:
         self.pg_urls: list[str] = []
         self.ad5 = ad_share(5).SerializeToString()
         self.logistics = logistics_share().SerializeToString()
+        self._bulk_runs = 0
 
     # -- servers -------------------------------------------------------------------------
 
@@ -197,10 +198,13 @@ class Bench:
         return run_load(spec)
 
     def bulk(self, target: str) -> dict[str, Any]:
-        """One ShareStream of 10,000 records: records/s from first send to last record back."""
+        """One ShareStream of 10,000 records: records/s from first send to last record back,
+        with the policy deciding this batch for the first time (no decision-cache hit)."""
         from partner_gateway.v1 import share_pb2_grpc
 
-        chunks = list(bulk_chunks())
+        # A new rotation per run: the timed share is decided afresh (decision-cache miss).
+        self._bulk_runs += 1
+        chunks = list(bulk_chunks(rotate=self._bulk_runs * 7))
         with procs.client_channel(self.addresses[target], self.pki) as ch:
             stub = share_pb2_grpc.ShareServiceStub(ch)
             n = sum(

@@ -133,11 +133,16 @@ def demo_ad_share() -> share_pb2.ShareRequest:
     return req
 
 
-def bulk_chunks(n: int = BULK_SUBJECTS) -> Iterator[share_pb2.ShareChunk]:
-    """A ShareStream of ``n`` ad records: header first, then chunks of ``STREAM_CHUNK``."""
+def bulk_chunks(n: int = BULK_SUBJECTS, *, rotate: int = 0) -> Iterator[share_pb2.ShareChunk]:
+    """A ShareStream of ``n`` ad records: header first, then chunks of ``STREAM_CHUNK``.
+
+    ``rotate`` starts the records at subject ``rotate``: another order is another policy
+    input, so each rotation is decided afresh (no decision-cache hit), like a new batch.
+    """
     header = ad_share(0)
     yield share_pb2.ShareChunk(header=header)
+    order = [(rotate + i) % n for i in range(n)]
     for start in range(0, n, STREAM_CHUNK):
         yield share_pb2.ShareChunk(
-            records=[ad_record(i) for i in range(start, min(n, start + STREAM_CHUNK))]
+            records=[ad_record(i) for i in order[start : start + STREAM_CHUNK]]
         )

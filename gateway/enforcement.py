@@ -62,8 +62,10 @@ def pseudonym(key: bytes, category: str, value: str) -> str:
     The category is part of the MAC input so equal values of different categories do not
     match; the key is per partner so two partners' pseudonyms cannot be joined (R5).
     """
-    mac = hmac.new(key, category.encode() + b"\x00" + value.encode(), hashlib.sha256)
-    return "ps_" + mac.hexdigest()[:32]
+    # hmac.digest: OpenSSL's one-shot HMAC, ~3x faster than hmac.new(...).hexdigest().
+    return (
+        "ps_" + hmac.digest(key, category.encode() + b"\x00" + value.encode(), "sha256")[:16].hex()
+    )
 
 
 def age_in_years(birth_date: str, today: date) -> int | None:
@@ -164,4 +166,4 @@ def payload_digest(records: Iterable[tuple[str, Mapping[str, str]]]) -> bytes:
 
 def quasi_digest(key: bytes, value: str) -> str:
     """Keyed digest of a quasi-identifier value for R16 (equal values ⇔ equal digests)."""
-    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(key, value.encode(), "sha256")[:8].hex()

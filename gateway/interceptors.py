@@ -9,10 +9,12 @@ bug: it is logged by type only (an exception message might hold a field value) a
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+import inspect
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -46,7 +48,8 @@ def status_for(error: BaseException) -> tuple[grpc.StatusCode, str, str]:
     return grpc.StatusCode.INTERNAL, "internal error", "internal"
 
 
-def _abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
+def _error_status(error: BaseException) -> tuple[grpc.StatusCode, grpc.Status]:
+    """The status (with ``ErrorInfo`` and details) that ``error`` becomes; logged here once."""
     code, message, reason = status_for(error)
     details = [error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)]
     if isinstance(error, PolicyDeniedError):
@@ -61,14 +64,36 @@ def _abort(context: grpc.ServicerContext, error: BaseException) -> NoReturn:
     status = rpc_status.to_status(
         status_pb2.Status(code=code.value[0], message=message, details=packed)
     )
+    return code, status
+
+
+class _CallStatus:
+    """The status code a call ended with, for the access log (an aio server's sync context
+    has no ``code()``)."""
+
+    __slots__ = ("code",)
+
+    def __init__(self) -> None:
+        self.code = grpc.StatusCode.OK
+
+
+def _abort(context: grpc.ServicerContext, error: BaseException, status: _CallStatus) -> NoReturn:
+    status.code, st = _error_status(error)
     # What ``abort_with_status`` does, spelled out so grpc_testing's context supports it too.
-    context.set_trailing_metadata(status.trailing_metadata)
-    context.abort(status.code, status.details)
+    context.set_trailing_metadata(st.trailing_metadata)
+    context.abort(st.code, st.details)
     raise AssertionError("unreachable")  # abort always raises
 
 
-#: Never turned into a status: interpreter shutdown and generator close must propagate.
-_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit)
+#: Never turned into a status: interpreter shutdown, generator close, task cancellation, and
+#: an abort already under way (grpc.aio raises ``AbortError`` from ``context.abort``).
+_PASS_THROUGH = (
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+    asyncio.CancelledError,
+    grpc.aio.AbortError,
+)
 
 
 def _already_aborted(context: grpc.ServicerContext) -> bool:
@@ -76,8 +101,11 @@ def _already_aborted(context: grpc.ServicerContext) -> bool:
     return bool(getattr(state, "aborted", False))
 
 
-def map_errors_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+def map_errors_unary(
+    behavior: Callable[[Any, Any], Any], status: _CallStatus | None = None
+) -> Callable[[Any, Any], Any]:
     """Wrap a unary-response behaviour so errors become statuses."""
+    status = status or _CallStatus()
 
     def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
         try:
@@ -87,15 +115,34 @@ def map_errors_unary(behavior: Callable[[Any, Any], Any]) -> Callable[[Any, Any]
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
             if _already_aborted(context):
                 raise
-            _abort(context, e)
+            _abort(context, e, status)
+
+    return wrapper
+
+
+def map_errors_async(
+    behavior: Callable[[Any, Any], Awaitable[Any]], status: _CallStatus
+) -> Callable[[Any, Any], Awaitable[Any]]:
+    """``map_errors_unary`` for a coroutine behaviour (grpc.aio's ``abort`` is awaited)."""
+
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except _PASS_THROUGH:
+            raise
+        except BaseException as e:  # native extensions (pyo3) panic with a BaseException
+            status.code, st = _error_status(e)
+            context.set_trailing_metadata(st.trailing_metadata)
+            await context.abort(st.code, st.details)
 
     return wrapper
 
 
 def map_errors_stream(
-    behavior: Callable[[Any, Any], Iterator[Any]],
+    behavior: Callable[[Any, Any], Iterator[Any]], status: _CallStatus | None = None
 ) -> Callable[[Any, Any], Iterator[Any]]:
     """Wrap a streaming-response behaviour so errors (also mid-stream) become statuses."""
+    status = status or _CallStatus()
 
     def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
@@ -105,44 +152,62 @@ def map_errors_stream(
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
             if _already_aborted(context):
                 raise
-            _abort(context, e)
+            _abort(context, e, status)
 
     return wrapper
 
 
-def _with_call_context(
-    behavior: Callable[[Any, Any], Any], method: str, request_id: str, streaming: bool
-) -> Callable[[Any, Any], Any]:
-    def log_end(start: float, context: grpc.ServicerContext) -> None:
-        code = context.code() if hasattr(context, "code") else None
-        _log.info(
-            "rpc.end",
-            code=(code or grpc.StatusCode.OK).name,
-            ms=round((time.perf_counter() - start) * 1000, 3),
-        )
+def _log_end(start: float, status: _CallStatus) -> None:
+    _log.info("rpc.end", code=status.code.name, ms=round((time.perf_counter() - start) * 1000, 3))
 
-    if streaming:
+
+def _with_call_context(
+    behavior: Callable[[Any, Any], Any], method: str, request_id: str, kind: str
+) -> Callable[[Any, Any], Any]:
+    """Error mapping inside request id binding and the access log; ``kind`` is ``unary``,
+    ``stream`` (response stream) or ``async`` (coroutine, unary response)."""
+    status = _CallStatus()
+
+    if kind == "async":
+        mapped_async = map_errors_async(behavior, status)
+
+        async def async_wrapper(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            token = _request_id.set(request_id)
+            start = time.perf_counter()
+            with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
+                try:
+                    return await mapped_async(req, context)
+                finally:
+                    _log_end(start, status)
+                    _request_id.reset(token)
+
+        return async_wrapper
+
+    if kind == "stream":
+        mapped_stream = map_errors_stream(behavior, status)
 
         def stream_wrapper(req: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             token = _request_id.set(request_id)
             start = time.perf_counter()
             with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
                 try:
-                    yield from behavior(req, context)
+                    yield from mapped_stream(req, context)
                 finally:
-                    log_end(start, context)
+                    _log_end(start, status)
                     _request_id.reset(token)
 
         return stream_wrapper
+
+    mapped = map_errors_unary(behavior, status)
 
     def unary_wrapper(req: Any, context: grpc.ServicerContext) -> Any:
         token = _request_id.set(request_id)
         start = time.perf_counter()
         with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
             try:
-                return behavior(req, context)
+                return mapped(req, context)
             finally:
-                log_end(start, context)
+                _log_end(start, status)
                 _request_id.reset(token)
 
     return unary_wrapper
@@ -165,15 +230,29 @@ def wrap_handler(
     return replace(stream_stream=wrap_stream(handler.stream_stream))  # type: ignore[no-any-return]
 
 
-class CallInterceptor(grpc.ServerInterceptor):
-    """Outermost interceptor: request id + access log + error → status mapping."""
+def is_async(behavior: Callable[..., Any]) -> bool:
+    """A coroutine behaviour runs on the event loop; grpc.aio runs others in its thread pool.
+    (Async generator behaviours are not used in this gateway.)"""
+    if inspect.isasyncgenfunction(behavior):
+        raise TypeError("async generator behaviours are not supported by the interceptors")
+    return inspect.iscoroutinefunction(behavior)
 
-    def intercept_service(
+
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Outermost interceptor: request id + access log + error → status mapping.
+
+    Works for both kinds of behaviour the grpc.aio server runs: coroutines (on the event
+    loop) and plain functions and generators (in its thread pool).
+    """
+
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
@@ -181,8 +260,10 @@ class CallInterceptor(grpc.ServerInterceptor):
         request_id = str(metadata.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)[:64]
         return wrap_handler(
             handler,
-            lambda b: _with_call_context(map_errors_unary(b), method, request_id, False),
-            lambda b: _with_call_context(map_errors_stream(b), method, request_id, True),
+            lambda b: _with_call_context(
+                b, method, request_id, "async" if is_async(b) else "unary"
+            ),
+            lambda b: _with_call_context(b, method, request_id, "stream"),
         )
 
 
@@ -199,4 +280,10 @@ class ErrorMappedServicer:
 
     def __getattr__(self, name: str) -> Any:
         behavior = getattr(self._servicer, name)
+        if is_async(behavior):  # grpc_testing calls behaviours synchronously
+            coroutine = behavior
+
+            def behavior(request: Any, context: Any) -> Any:
+                return asyncio.run(coroutine(request, context))
+
         return (map_errors_stream if name in self._streaming else map_errors_unary)(behavior)

@@ -10,9 +10,11 @@ This module is protocol-free: services translate protobuf messages to ``ShareOrd
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
@@ -141,6 +143,37 @@ class Sharing:
             InvalidRequestError: the request is malformed (unknown record type or field).
             UnavailableError: the policy engine or the ledger failed; nothing was disclosed.
         """
+        outcome, disclosure = self._decide(order, principal, request_id, rpc, mode)
+        receipt = self._ledger.append([disclosure])[0]
+        return dataclasses.replace(outcome, receipt=receipt)
+
+    async def share_async(
+        self,
+        order: ShareOrder,
+        principal: Principal,
+        *,
+        request_id: str,
+        rpc: str,
+        mode: Mode = "share",
+        executor: Executor | None = None,
+    ) -> Outcome:
+        """``share`` for the asyncio server: the event loop serves other calls while the
+        ledger commits. With ``executor``, the decision (registry reads, a remote policy
+        engine) runs there instead of on the event loop. Same errors as ``share``."""
+        if executor is None:
+            outcome, disclosure = self._decide(order, principal, request_id, rpc, mode)
+        else:
+            outcome, disclosure = await asyncio.get_running_loop().run_in_executor(
+                executor, self._decide, order, principal, request_id, rpc, mode
+            )
+        receipt = (await self._ledger.append_async([disclosure]))[0]
+        return dataclasses.replace(outcome, receipt=receipt)
+
+    def _decide(
+        self, order: ShareOrder, principal: Principal, request_id: str, rpc: str, mode: Mode
+    ) -> tuple[Outcome, Disclosure]:
+        """Decide and enforce; return the outcome (no receipt yet) and its ledger entry.
+        Nothing may leave before that entry is committed."""
         now = self._clock()
         today = now.date()
         prepared = self._prepare(order, principal, mode=mode, today=today)
@@ -149,41 +182,37 @@ class Sharing:
         outcome = Outcome(decision=decision, excluded=excluded)
         if decision.allow:
             outcome = self._enforce(prepared, decision, excluded, today)
-        receipt = self._ledger.append(
-            [
-                Disclosure(
-                    time=now,
-                    request_id=request_id,
-                    rpc=rpc,
-                    caller=principal.id,
-                    caller_role=str(principal.role),
-                    partner_id=order.recipient_id,
-                    purpose=order.purpose,
-                    action=order.action,
-                    mode=mode,
-                    legal_basis=order.legal_basis,
-                    legal_reference=order.legal_reference,
-                    exemption_code=order.exemption_code,
-                    decision="ALLOW" if decision.allow else "DENY",
-                    reason_codes=tuple(
-                        sorted(
-                            {r.code for r in decision.reasons}
-                            | {r.code for rs in excluded.values() for r in rs}
-                        )
-                    ),
-                    policy_revision=decision.revision,
-                    record_type=order.record_type,
-                    categories_disclosed=outcome.categories_disclosed,
-                    categories_removed=outcome.categories_removed,
-                    record_count=len(outcome.records),
-                    subject_ids=tuple(dict.fromkeys(r.subject_id for r in outcome.records)),
-                    excluded_subject_ids=tuple(excluded if decision.allow else prepared.refs),
-                    payload_digest=outcome.payload_digest,
-                    pseudonym_key_id=outcome.key_id,
+        disclosure = Disclosure(
+            time=now,
+            request_id=request_id,
+            rpc=rpc,
+            caller=principal.id,
+            caller_role=str(principal.role),
+            partner_id=order.recipient_id,
+            purpose=order.purpose,
+            action=order.action,
+            mode=mode,
+            legal_basis=order.legal_basis,
+            legal_reference=order.legal_reference,
+            exemption_code=order.exemption_code,
+            decision="ALLOW" if decision.allow else "DENY",
+            reason_codes=tuple(
+                sorted(
+                    {r.code for r in decision.reasons}
+                    | {r.code for rs in excluded.values() for r in rs}
                 )
-            ]
-        )[0]
-        return dataclasses.replace(outcome, receipt=receipt)
+            ),
+            policy_revision=decision.revision,
+            record_type=order.record_type,
+            categories_disclosed=outcome.categories_disclosed,
+            categories_removed=outcome.categories_removed,
+            record_count=len(outcome.records),
+            subject_ids=tuple(dict.fromkeys(r.subject_id for r in outcome.records)),
+            excluded_subject_ids=tuple(excluded if decision.allow else prepared.refs),
+            payload_digest=outcome.payload_digest,
+            pseudonym_key_id=outcome.key_id,
+        )
+        return outcome, disclosure
 
     # -- steps ------------------------------------------------------------------------
 
@@ -203,15 +232,14 @@ class Sharing:
             refs.setdefault(record.subject_id, str(len(refs)))
         # One connection for schema, recipient and subject facts (read fresh for every share:
         # consent withdrawals apply at once). Validation order is unchanged.
-        schema_row, recipient, facts = self._registry.share_facts(
+        schema, recipient, facts = self._registry.share_facts(
             order.record_type, order.recipient_id, [s for s in refs if s]
         )
-        if schema_row is None:
+        if schema is None:
             raise InvalidRequestError(
                 f"unknown record type {order.record_type[:64]!r}",
                 reason="request.unknown_record_type",
             )
-        schema = schema_row.fields
         categories: set[str] = set()
         for i, record in enumerate(order.records):
             if not record.subject_id:
@@ -226,6 +254,7 @@ class Sharing:
                         reason="request.unknown_field",
                     )
                 categories.add(category)
+        order_ids = _order_ids(order)
         policy_input = {
             "contract": CONTRACT_VERSION,
             "today": today.isoformat(),
@@ -266,7 +295,7 @@ class Sharing:
                 "dpa_expires": recipient.dpa_expires,
             },
             "subjects": [
-                _subject_input(ref, facts.get(sid), _order_ids(order, sid), today)
+                _subject_input(ref, facts.get(sid), order_ids.get(sid, {}), today)
                 for sid, ref in refs.items()
             ],
         }
@@ -321,16 +350,17 @@ def _excluded_by_subject(
     return {sid: decision.excluded[ref] for sid, ref in refs.items() if ref in decision.excluded}
 
 
-def _order_ids(order: ShareOrder, subject_id: str) -> list[str]:
-    return list(
-        dict.fromkeys(
-            r.order_id for r in order.records if r.subject_id == subject_id and r.order_id
-        )
-    )
+def _order_ids(order: ShareOrder) -> dict[str, dict[str, None]]:
+    """Each subject's order ids in request order, without repeats (one pass over records)."""
+    ids: dict[str, dict[str, None]] = {}
+    for r in order.records:
+        if r.order_id:
+            ids.setdefault(r.subject_id, {})[r.order_id] = None
+    return ids
 
 
 def _subject_input(
-    ref: str, facts: SubjectFacts | None, order_ids: Sequence[str], today: date
+    ref: str, facts: SubjectFacts | None, order_ids: Iterable[str], today: date
 ) -> dict[str, Any]:
     facts = facts or SubjectFacts(subject_id="")
     known = {o.order_id: o for o in facts.orders}

@@ -5,11 +5,13 @@ Like ``structlog.testing``: used by this project's tests and usable by integrato
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -17,13 +19,33 @@ from gateway.security.tls import channel_credentials
 from gateway.server import Gateway, create_server, with_dev_pki
 from gateway.settings import Settings
 
+_T = TypeVar("_T")
+
+
+class LoopThread:
+    """An asyncio event loop in a daemon thread: runs a grpc.aio server behind sync tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="aio", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
 
 @dataclass
 class RunningGateway:
     """A started gateway: its parts, its port and a way to open client channels."""
 
     gateway: Gateway
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     pki: Path
 
@@ -53,10 +75,14 @@ def running_gateway(data_dir: Path, **overrides: Any) -> Iterator[RunningGateway
     )
     settings = with_dev_pki(settings)
     gateway = Gateway.open(settings)
-    server, port, _health = create_server(gateway)
-    server.start()
+    loop = LoopThread()
     try:
-        yield RunningGateway(gateway=gateway, server=server, port=port, pki=data_dir / "pki")
+        server, port, _health = loop.run(create_server(gateway))
+        loop.run(server.start())
+        try:
+            yield RunningGateway(gateway=gateway, server=server, port=port, pki=data_dir / "pki")
+        finally:
+            loop.run(server.stop(None))
     finally:
-        server.stop(None).wait()
+        loop.close()
         gateway.close()

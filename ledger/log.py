@@ -18,6 +18,8 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -119,11 +121,13 @@ class _Item:
 
 
 class _Batch:
-    """Appends committed together, and one held lock per waiting caller.
+    """Appends committed together, and their waiting callers.
 
-    A caller blocks by acquiring its own already-held raw lock; the writer releases it. That
+    A thread blocks by acquiring its own already-held raw lock; the writer releases it. That
     is one futex wake-up per caller, where ``threading.Event`` would also make every woken
     caller queue for the event's condition lock (64 callers: 64 serialized hand-offs).
+    A coroutine awaits a future (``_LoopWaiter``); the writer resolves all of one event
+    loop's futures with one ``call_soon_threadsafe`` per batch.
     """
 
     __slots__ = ("count", "error", "items", "receipts", "waiters")
@@ -136,8 +140,38 @@ class _Batch:
         self.error: LedgerError | None = None
 
     def finish(self) -> None:
+        futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for w in self.waiters:
-            w.release()
+            if isinstance(w, _LoopWaiter):
+                futures.setdefault(w.loop, []).append(w.future)
+            else:
+                w.release()
+        for loop, fs in futures.items():  # one wake-up per event loop and batch
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, fs)
+
+
+class _LoopWaiter:
+    """An asyncio caller waiting on its event loop; ``_Batch.finish`` resolves its future."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop = loop
+        self.future = future
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for f in futures:
+        if not f.done():  # a cancelled caller stopped waiting; its entry is committed anyway
+            f.set_result(None)
+
+
+def _receipts(batch: _Batch, start: int, n: int) -> list[Receipt]:
+    if batch.error is not None:
+        raise batch.error
+    return batch.receipts[start : start + n]
 
 
 def _node_reader(conn: Connection) -> merkle.NodeReader:
@@ -352,17 +386,46 @@ class Ledger:
                 hit COMMIT itself, the outcome is unknown).
             LedgerCorruptionError: stored nodes are missing or inconsistent.
         """
+        waiter = _allocate_lock()
+        waiter.acquire()
+        queued = self._enqueue(disclosures, waiter)
+        if queued is None:
+            return []
+        waiter.acquire()  # released by the writer once the batch is committed (or failed)
+        return _receipts(*queued)
+
+    async def append_async(self, disclosures: Sequence[Disclosure]) -> list[Receipt]:
+        """``append`` for asyncio callers: the event loop keeps serving while the batch
+        commits. Same receipts, errors and durability; safe to mix with ``append``.
+
+        A cancelled caller stops waiting, but its disclosures stay queued and are committed:
+        once queued, a decision is never taken back.
+        """
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        queued = self._enqueue(disclosures, _LoopWaiter(loop, done))
+        if queued is None:
+            return []
+        await done
+        return _receipts(*queued)
+
+    def _enqueue(
+        self, disclosures: Sequence[Disclosure], waiter: Any
+    ) -> tuple[_Batch, int, int] | None:
+        """Validate and encode in the caller's thread, then join the newest batch.
+
+        Returns ``(batch, start, n)`` (``None`` for nothing to append); ``waiter.release()``
+        is called by the writer once the batch is committed or failed.
+        """
         ds = list(disclosures)
         if not ds:
-            return []
+            return None
         for d in ds:
             validate_disclosure(d)
         if len(ds) > self._max_pending:
             raise InvalidArgumentError(f"{len(ds)} disclosures exceed max_pending")
         items = [_Item(d, self._pz) for d in ds]  # encoding work, off the writer's path
         n = len(items)
-        waiter = _allocate_lock()
-        waiter.acquire()
         with self._cv:
             if self._closed:
                 raise LedgerClosedError("ledger is closed")
@@ -378,10 +441,7 @@ class Ledger:
             batch.waiters.append(waiter)
             self._pending += n
             self._cv.notify()
-        waiter.acquire()  # released by the writer once the batch is committed (or failed)
-        if batch.error is not None:
-            raise batch.error
-        return batch.receipts[start : start + n]
+        return batch, start, n
 
     def _run_writer(self) -> None:
         while True:

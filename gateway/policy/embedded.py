@@ -141,6 +141,9 @@ _THREAD_ENGINES = threading.local()
 _IMPURE_BUILTINS = ("time.now_ns", "http.send", "rand.", "uuid.", "opa.runtime", "net.lookup")
 #: Decisions kept per revision (cleared when full).
 DECISION_CACHE_SIZE = 8_192
+#: Inputs longer than this (bulk shares: ~300 bytes per subject) are decided without the
+#: cache: they rarely repeat, and 8,192 keys of megabytes would be gigabytes.
+DECISION_CACHE_MAX_INPUT = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,10 +228,11 @@ class EmbeddedEngine:
         """
         compiled = self._current  # one read: this request stays on this revision
         input_json = _input_json(input)
-        if compiled.cacheable and (hit := compiled.decisions.get(input_json)) is not None:
+        cacheable = compiled.cacheable and len(input_json) <= DECISION_CACHE_MAX_INPUT
+        if cacheable and (hit := compiled.decisions.get(input_json)) is not None:
             return hit
         decision = self._evaluate(compiled, input_json)
-        if compiled.cacheable:
+        if cacheable:
             if len(compiled.decisions) >= DECISION_CACHE_SIZE:
                 compiled.decisions.clear()
             compiled.decisions[input_json] = decision

@@ -10,13 +10,14 @@ from gateway.registry.models import (
     RecipientKind,
     SchemaRecord,
 )
-from gateway.registry.store import Consent, Order, Registry, SubjectFacts
+from gateway.registry.store import Consent, Order, Recipient, Registry, SubjectFacts
 
 __all__ = [
     "Consent",
     "ConsentScope",
     "Order",
     "PartnerRecord",
+    "Recipient",
     "RecipientKind",
     "Registry",
     "SchemaRecord",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -52,6 +53,23 @@ class Order:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Recipient:
+    """A partner and its agreement as the share path reads them (no ORM instance: building
+    a ``PartnerRecord`` cost more than reading its row)."""
+
+    id: str
+    kind: RecipientKind
+    active: bool
+    region: str
+    agreement_purposes: tuple[str, ...]
+    agreement_categories: tuple[str, ...]
+    agreement_expires: str
+    agreement_binds_policy: bool
+    security_review_expires: str
+    dpa_expires: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SubjectFacts:
     """What the registry knows about one subject; ``consents`` excludes withdrawn ones."""
 
@@ -87,6 +105,11 @@ class Registry:
     def close(self) -> None:
         self._engine.dispose()
 
+    @property
+    def is_sqlite(self) -> bool:
+        """Reads are local file reads (microseconds), not network round trips."""
+        return self._engine.dialect.name == "sqlite"
+
     # -- reads (share path) -------------------------------------------------------------
 
     # Share-path reads use driver SQL on one pooled connection instead of ORM sessions: an
@@ -117,16 +140,16 @@ class Registry:
 
     def share_facts(
         self, record_type: str, partner_id: str, subject_ids: Iterable[str]
-    ) -> tuple[SchemaRecord | None, PartnerRecord | None, dict[str, SubjectFacts]]:
-        """Schema, recipient and subject facts for one share, read on one connection.
+    ) -> tuple[dict[str, str] | None, Recipient | None, dict[str, SubjectFacts]]:
+        """Schema fields, recipient and subject facts for one share, on one connection.
 
-        An empty ``partner_id`` reads no partner. Same results as ``schema``, ``partner`` and
+        An empty ``partner_id`` reads no partner. Same facts as ``schema``, ``partner`` and
         ``subjects``; one pool checkout (and one pre-ping) instead of three.
         """
         ids = list(dict.fromkeys(subject_ids))
         with self._read() as reader:
-            schema = _schema(reader, record_type)
-            partner = _partner(reader, partner_id) if partner_id else None
+            schema = _schema_fields(reader, record_type)
+            partner = _recipient(reader, partner_id) if partner_id else None
             facts = _subjects(reader, ids) if ids and schema is not None else {}
         return schema, partner, facts
 
@@ -349,8 +372,7 @@ class _Reader:
 def _record_fields(cols: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
     out = dict(zip(cols, row, strict=True))
     for name in _JSON_COLS & out.keys():
-        if isinstance(out[name], str | bytes):
-            out[name] = json.loads(out[name])
+        out[name] = _json(out[name])
     return out
 
 
@@ -375,11 +397,51 @@ def _schema(r: _Reader, record_type: str) -> SchemaRecord | None:
     return None if not rows else SchemaRecord(**_record_fields(_SCHEMA_COLS, rows[0]))
 
 
+def _recipient(r: _Reader, partner_id: str) -> Recipient | None:
+    rows = r.rows(
+        "SELECT id, kind, active, region, agreement_purposes, agreement_categories, "
+        "agreement_expires, agreement_binds_policy, security_review_expires, dpa_expires "
+        "FROM registry_partners WHERE id = ?",
+        [partner_id],
+    )
+    if not rows:
+        return None
+    (pid, kind, active, region, purposes, categories, expires, binds, review, dpa) = rows[0]
+    return Recipient(
+        id=pid,
+        kind=RecipientKind(kind),
+        active=bool(active),
+        region=region,
+        agreement_purposes=tuple(_json(purposes)),
+        agreement_categories=tuple(_json(categories)),
+        agreement_expires=expires,
+        agreement_binds_policy=bool(binds),
+        security_review_expires=review,
+        dpa_expires=dpa,
+    )
+
+
+def _schema_fields(r: _Reader, record_type: str) -> dict[str, str] | None:
+    rows = r.rows("SELECT fields FROM registry_schemas WHERE record_type = ?", [record_type])
+    return None if not rows else dict(_json(rows[0][0]))
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value: text on SQLite, already decoded on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+@functools.lru_cache(maxsize=4096)
+def _categories(text: str) -> tuple[str, ...]:
+    """A consent's category list from its JSON text (few distinct lists, read per subject)."""
+    return tuple(json.loads(text))
+
+
 def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
     subjects: dict[str, tuple[Any, ...]] = {}
     consents: dict[str, list[Consent]] = {}
     orders: dict[str, list[Order]] = {}
-    for part in _chunks(ids, 500):
+    for part in _chunks(ids, _IN_LIST):
         where = r.in_list(len(part))
         for row in r.rows(
             "SELECT subject_id, birth_date, guardian_consent, ad_opt_out, consent_withdrawn, "
@@ -392,14 +454,14 @@ def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
             f"WHERE subject_id IN {where} AND withdrawn = ? ORDER BY id",
             [*part, False],
         ):
-            if isinstance(categories, str | bytes):
-                categories = json.loads(categories)
             consents.setdefault(sid, []).append(
                 Consent(
                     recipient_id=recipient,
                     purpose=purpose,
                     scope=ConsentScope(scope),
-                    categories=tuple(categories),
+                    categories=_categories(categories)
+                    if isinstance(categories, str)
+                    else tuple(categories),
                 )
             )
         for sid, order_id, merchant_id, cross_border in r.rows(
@@ -423,6 +485,11 @@ def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
         )
         for sid, row in subjects.items()
     }
+
+
+#: Subject ids per ``IN`` list: fewer statements for bulk shares, well under SQLite's limit
+#: of 32,766 parameters.
+_IN_LIST = 5_000
 
 
 def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:

@@ -44,8 +44,8 @@ _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 
 
 @contextmanager
-def bind_principal(principal: Principal) -> Iterator[Principal]:
-    """Make ``principal`` the caller for the duration of the block."""
+def bind_principal(principal: Principal | None) -> Iterator[Principal | None]:
+    """Make ``principal`` the caller for the duration of the block (``None``: nobody)."""
     token = _current.set(principal)
     try:
         yield principal

@@ -17,8 +17,9 @@ caller).
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
@@ -30,16 +31,17 @@ from gateway.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
+from gateway.interceptors import is_async
 from gateway.security.authn import Authenticator
 from gateway.security.authz import AuthorizationTable
-from gateway.security.identity import Principal, principal_context
+from gateway.security.identity import Principal, bind_principal, principal_context
 
 OnRefused = Callable[[Principal | None, str, GatewayError], None]
 
 _log = structlog.get_logger("gateway.security")
 
 
-class AuthInterceptor(grpc.ServerInterceptor):
+class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticate the caller, authorize the method, bind the principal.
 
     Args:
@@ -61,26 +63,35 @@ class AuthInterceptor(grpc.ServerInterceptor):
         self._table = table or AuthorizationTable()
         self._on_refused = on_refused
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         method: str = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None:
             # Unregistered: refuse after authenticating, with raw bytes in and out.
             return grpc.stream_stream_rpc_method_handler(self._refuse_unknown(method, metadata))
-        return _wrap(handler, lambda context: self._admit(method, metadata, context))
+        return _wrap(
+            handler,
+            lambda context: self._admit(method, metadata, context),
+            lambda context: self._admit_async(method, metadata, context),
+        )
 
-    def _admit(self, method: str, metadata: Any, context: grpc.ServicerContext) -> Principal | None:
-        """Return the principal to bind (``None`` for a public method) or abort the call."""
+    def _check(
+        self, method: str, metadata: Any, context: Any
+    ) -> tuple[Principal | None, GatewayError | None]:
+        """Authenticate and authorize: ``(principal, None)`` to admit (principal ``None`` for
+        a public method), or ``(principal or None, error)`` to refuse."""
         principal: Principal | None = None
         try:
             principal = self._authenticator.authenticate(context.auth_context(), metadata)
             if self._table.is_public(method):
-                return principal
+                return principal, None
             if principal is None:
                 raise UnauthenticatedError(
                     "this RPC needs a client certificate or a bearer token",
@@ -91,9 +102,27 @@ class AuthInterceptor(grpc.ServerInterceptor):
                     f"role {principal.role.value} may not call {method}",
                     reason="auth.role_not_allowed",
                 )
-            return principal
+            return principal, None
         except GatewayError as error:
+            return principal, error
+
+    def _admit(self, method: str, metadata: Any, context: grpc.ServicerContext) -> Principal | None:
+        """Return the principal to bind (``None`` for a public method) or abort the call."""
+        principal, error = self._check(method, metadata, context)
+        if error is not None:
             self._refuse(principal, method, error)
+        return principal
+
+    async def _admit_async(self, method: str, metadata: Any, context: Any) -> Principal | None:
+        """``_admit`` on the event loop: recording a refusal (a ledger append) runs in a
+        worker thread."""
+        principal, error = self._check(method, metadata, context)
+        if error is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, self._record, principal, method, error
+            )
+            raise error
+        return principal
 
     def _refuse(
         self,
@@ -101,6 +130,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method: str,
         error: GatewayError,
     ) -> NoReturn:
+        self._record(principal, method, error)
+        # Mapped to its status (with ErrorInfo reason) by the outer ``CallInterceptor``.
+        raise error
+
+    def _record(self, principal: Principal | None, method: str, error: GatewayError) -> None:
         _log.warning(
             "auth.refused",
             method=method,
@@ -113,8 +147,6 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 self._on_refused(principal, method, error)
             except Exception:  # the refusal stands even if recording it fails
                 _log.exception("auth.refusal_not_recorded", method=method, reason=error.reason)
-        # Mapped to its status (with ErrorInfo reason) by the outer ``CallInterceptor``.
-        raise error
 
     def _refuse_unknown(
         self, method: str, metadata: Any
@@ -134,6 +166,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
 def _wrap(
     handler: grpc.RpcMethodHandler[Any, Any],
     admit: Callable[[grpc.ServicerContext], Principal | None],
+    admit_async: Callable[[Any], Awaitable[Principal | None]],
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """Rebuild ``handler`` so its behaviour runs after ``admit`` with the principal bound.
 
@@ -148,6 +181,15 @@ def _wrap(
         return parse(raw) if unary_request else (parse(m) for m in raw)
 
     def unary_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        if is_async(behaviour):
+            # On the event loop: every call is its own task, with its own context copy.
+            async def wrapped_async(raw: Any, context: Any) -> Any:
+                principal = await admit_async(context)
+                with bind_principal(principal):
+                    return await behaviour(request_of(raw), context)
+
+            return wrapped_async
+
         def wrapped(raw: Any, context: grpc.ServicerContext) -> Any:
             principal = admit(context)
             return principal_context(principal).run(behaviour, request_of(raw), context)

@@ -29,6 +29,7 @@ from gateway.security.interceptor import AuthInterceptor
 from gateway.security.tls import channel_credentials, server_credentials
 from gateway.security.tokens import TokenStore, mint_token
 from gateway.settings import Settings
+from gateway.testing import LoopThread
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
 
 REGISTERED_PARTNERS = frozenset({"logiship", "adco"})
@@ -154,10 +155,22 @@ def serve_with_auth(settings: Settings, tokens_file: Path | None) -> Iterator[Ru
         ),
         on_refused=refusals,
     )
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=4), interceptors=[CallInterceptor(), auth]
-    )
-    health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+    loop = LoopThread()
+    try:
+        yield from _serve(loop, auth, settings, refusals, tokens)
+    finally:
+        loop.close()
+
+
+def _serve(
+    loop: LoopThread,
+    auth: AuthInterceptor,
+    settings: Settings,
+    refusals: Refusals,
+    tokens: dict[str, str],
+) -> Iterator[RunningServer]:
+    server = loop.run(_server(auth))
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
     # The other methods keep the generated UNIMPLEMENTED defaults.
     share_pb2_grpc.add_ShareServiceServicer_to_server(_Share(), server)  # type: ignore[abstract]
     admin_pb2_grpc.add_AdminServiceServicer_to_server(_Admin(), server)  # type: ignore[abstract]
@@ -176,8 +189,16 @@ def serve_with_auth(settings: Settings, tokens_file: Path | None) -> Iterator[Ru
     creds = server_credentials(settings)
     assert creds is not None
     port = server.add_secure_port("127.0.0.1:0", creds)
-    server.start()
+    loop.run(server.start())
     try:
         yield RunningServer(port=port, refusals=refusals, tokens=tokens)
     finally:
-        server.stop(None)
+        loop.run(server.stop(None))
+
+
+async def _server(auth: AuthInterceptor) -> grpc.aio.Server:
+    """The same server kind as the gateway's: grpc.aio, sync behaviours in a thread pool."""
+    return grpc.aio.server(
+        migration_thread_pool=futures.ThreadPoolExecutor(max_workers=4),
+        interceptors=[CallInterceptor(), auth],
+    )

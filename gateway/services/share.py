@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import asyncio
+import contextvars
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
+from typing import Any, TypeVar
 
 import grpc
 
@@ -16,6 +21,7 @@ from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
 SERVICE = "/partner_gateway.v1.ShareService/"
+_T = TypeVar("_T")
 STREAM_CHUNK_RECORDS = 1_000
 
 
@@ -108,14 +114,27 @@ def response_message(outcome: Outcome, *, with_records: bool = True) -> share_pb
 
 
 class ShareServicer(share_pb2_grpc.ShareServiceServicer):
-    """Share, Evaluate and ShareStream over the ``Sharing`` workflow."""
+    """Share, Evaluate and ShareStream over the ``Sharing`` workflow.
+
+    ``Share`` and ``Evaluate`` are coroutines: the grpc.aio server runs them on its event
+    loop, where a share waits for its ledger commit without holding a thread (group commit
+    batches every call in flight). With ``blocking`` set (a PostgreSQL registry or an OPA
+    server: network round trips), the decision runs there instead of on the loop.
+    ``ShareStream`` (bulk) runs in the server's thread pool.
+    """
 
     def __init__(
-        self, *, sharing: Sharing, limits: LimitsSettings, outbox: Outbox | None = None
+        self,
+        *,
+        sharing: Sharing,
+        limits: LimitsSettings,
+        outbox: Outbox | None = None,
+        blocking: Executor | None = None,
     ) -> None:
         self._sharing = sharing
         self._limits = limits
         self._outbox = outbox
+        self._blocking = blocking
 
     def _stage(self, order: ShareOrder, rpc: str) -> Outcome:
         """DELIVERY_MODE_OUTBOX: decide and record now, stage for the partner's pull (R17)."""
@@ -130,30 +149,41 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             raise refusal(outcome)
         return outcome
 
-    def Share(
-        self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
+    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run blocking ``fn`` in a worker thread, with this call's context (principal, id)."""
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._blocking, functools.partial(ctx.run, fn, *args)
+        )
+
+    async def Share(
+        self, request: share_pb2.ShareRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> share_pb2.ShareResponse:
         check_request(request, self._limits)
         if request.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
             # Staged: the response carries the decision and the staging receipt, no records.
-            return response_message(
-                self._stage(order_from_request(request), "Share"), with_records=False
-            )
-        outcome = self._sharing.share(
+            outcome = await self._in_thread(self._stage, order_from_request(request), "Share")
+            return response_message(outcome, with_records=False)
+        outcome = await self._sharing.share_async(
             order_from_request(request),
             current_principal(),
             request_id=current_request_id(),
             rpc=SERVICE + "Share",
+            executor=self._blocking,
         )
         if not outcome.decision.allow:
             raise refusal(outcome)
         return response_message(outcome)
 
-    def Evaluate(
-        self, request: share_pb2.ShareRequest, context: grpc.ServicerContext
+    async def Evaluate(
+        self, request: share_pb2.ShareRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> share_pb2.EvaluateResponse:
         check_request(request, self._limits)
-        outcome = self._sharing.evaluate(order_from_request(request), current_principal())
+        order = order_from_request(request)
+        if self._blocking is None:
+            outcome = self._sharing.evaluate(order, current_principal())
+        else:
+            outcome = await self._in_thread(self._sharing.evaluate, order, current_principal())
         return share_pb2.EvaluateResponse(
             decision=decision_message(outcome), request_id=current_request_id()
         )

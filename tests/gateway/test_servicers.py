@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,9 @@ class ListLedger:
             for i, d in enumerate(disclosures)
         ]
 
+    async def append_async(self, disclosures: Sequence[Disclosure]) -> list[Receipt]:
+        return self.append(disclosures)
+
     def forget_subject(self, subject_id: str) -> bool:
         return False
 
@@ -91,6 +95,13 @@ class AsCaller:
         behavior = getattr(self._servicer, name)
         if self._principal is None:
             return behavior
+        if inspect.iscoroutinefunction(behavior):
+
+            async def call_async(request: Any, context: Any) -> Any:
+                with bind_principal(self._principal):
+                    return await behavior(request, context)
+
+            return call_async
 
         def call(request: Any, context: Any) -> Any:
             with bind_principal(self._principal):  # type: ignore[arg-type]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -213,3 +214,30 @@ def test_opa_server_engine_gives_the_same_decisions_as_the_embedded_one(
         requests.append(ad_request("adco", "u1001", "u1002", "u1003", "u1004", "u1005", "u1007"))
         for req in requests:
             assert remote.Evaluate(req).decision == share.Evaluate(req).decision
+
+
+def test_a_share_waiting_for_its_ledger_commit_blocks_no_other_call(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """Share waits for the durable append without holding the server: while the ledger
+    writer is stalled, Evaluate is still answered; the share completes once it commits."""
+    ledger = gw.gateway.ledger
+    gate = threading.Event()
+    original = ledger._write_batch
+
+    def stalled(items):  # type: ignore[no-untyped-def]
+        gate.wait(10)
+        return original(items)
+
+    ledger._write_batch = stalled  # type: ignore[method-assign]
+    try:
+        pending = [share.Share.future(delivery_request(), timeout=20) for _ in range(8)]
+        decision = share.Evaluate(delivery_request(), timeout=5).decision
+        assert decision.allowed
+        assert not any(f.done() for f in pending)  # nothing leaves before its commit
+    finally:
+        gate.set()
+        ledger._write_batch = original  # type: ignore[method-assign]
+    indexes = [f.result().receipt.ledger_index for f in pending]
+    assert len(set(indexes)) == 8
+    assert all(ledger.get_entry(i).entry.partner_id == "logiship" for i in indexes)

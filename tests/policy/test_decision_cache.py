@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from pathlib import Path
 
-from gateway.policy.embedded import PROBE_INPUTS, EmbeddedEngine
+from gateway.policy.embedded import DECISION_CACHE_MAX_INPUT, PROBE_INPUTS, EmbeddedEngine
 from gateway.settings import REPO_ROOT
 
 
@@ -55,3 +56,16 @@ def test_a_bundle_with_impure_builtins_is_never_cached(tmp_path: Path) -> None:
     )
     engine = EmbeddedEngine(policy_dir=policies)
     assert engine.decide(PROBE_INPUTS[1]) is not engine.decide(PROBE_INPUTS[1])
+
+
+def test_a_bulk_sized_input_is_decided_without_the_cache(tmp_path: Path) -> None:
+    """Inputs beyond DECISION_CACHE_MAX_INPUT (bulk shares) are never kept: the cache's
+    memory stays bounded by entries times that size."""
+    engine, _ = engine_on_copy(tmp_path)
+    bulk = copy.deepcopy(PROBE_INPUTS[1])
+    subject = bulk["subjects"][0]
+    bulk["subjects"] = [dict(subject, ref=str(i)) for i in range(200)]
+    assert len(json.dumps(bulk)) > DECISION_CACHE_MAX_INPUT
+    first = engine.decide(bulk)
+    assert engine.decide(bulk) is not first
+    assert engine.decide(bulk) == first
