@@ -233,6 +233,9 @@ class Bench:
             "share-ad5-rate": lambda: self.load(
                 "gw-sqlite", SHARE, self.ad5, rate=a.rate, max_outstanding=500
             ).as_dict(),
+            "share-ad5-rate-500": lambda: self.load(
+                "gw-sqlite", SHARE, self.ad5, rate=500, max_outstanding=500
+            ).as_dict(),
             "bulk-10k-sqlite": lambda: self.bulk("gw-sqlite"),
         }
         if "gw-pg" in self.addresses:
@@ -304,7 +307,11 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, An
         med = dict(ordered[len(ordered) // 2])
         med["median_of"] = len(rs)
         med[f"{key}_all"] = [r[key] for r in rs]
-        if key == "rps" and echo and name not in ("echo-sync", "share-ad5-rate"):
+        if (
+            key == "rps"
+            and echo
+            and name not in ("echo-sync", "share-ad5-rate", "share-ad5-rate-500")
+        ):
             ratios = [_ratio(r["rps"], e["rps"]) for r, e in zip(rs, echo, strict=False)]
             med["ratio_to_echo_sync"] = statistics.median(ratios)
             med["ratio_to_echo_sync_all"] = ratios
@@ -327,8 +334,9 @@ LABELS = {
         "Share, 5 records, 2 gateway processes (SO_REUSEPORT), one SQLite ledger"
     ),
     "share-ad5-rate": "Share, 5 records, open loop at the target rate (SQLite)",
-    "bulk-10k-sqlite": "ShareStream bulk, 10,000 records (SQLite)",
-    "bulk-10k-pg": "ShareStream bulk, 10,000 records (PostgreSQL)",
+    "share-ad5-rate-500": "Share, 5 records, open loop at 500 rps offered (SQLite)",
+    "bulk-10k-sqlite": "ShareStream bulk, 10,000 records, a new batch each run (SQLite)",
+    "bulk-10k-pg": "ShareStream bulk, 10,000 records, a new batch each run (PostgreSQL)",
 }
 
 

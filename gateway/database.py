@@ -4,8 +4,9 @@ The ledger opens its own engine (``ledger.storage``): it needs exclusive write
 transactions and its own durability settings. Registry and outbox share one engine here.
 
 Invariants:
-- The pool holds at least as many connections as the server has worker threads, so a busy
-  server never opens (and configures) connections on the hot path.
+- The pool holds at least as many connections as the server has threads that read (the
+  event loop and ``worker_threads``), so a busy server never opens (and configures)
+  connections on the hot path.
 - SQLite: WAL is set once when the engine is created (it is a property of the file); each
   new connection only gets a busy timeout. No pre-ping: a local file has no connection to
   lose. PostgreSQL: pre-ping, so a restarted server is noticed and the pool recovers.

@@ -4,7 +4,8 @@ Invariants:
 - regorus engines are *unsendable* (pyo3): one may only be used, cloned and dropped on the
   thread that created it. So ``reload`` compiles and probes the new bundle on its own
   thread (and drops that engine there), then one attribute assignment swaps in the
-  validated bundle; each worker thread compiles that bundle once into its own engine
+  validated bundle; each thread that decides (the server's event loop, each pool thread)
+  compiles that bundle once into its own engine
   (kept in a thread-local, keyed by revision) and evaluates on it for every request.
 - A request already running keeps its engine and its revision; the next request on that
   thread compiles the new revision.

@@ -1,11 +1,12 @@
 """The one interceptor that authenticates and authorizes every RPC (issue 5.1, 5.2).
 
-In the sync gRPC server ``intercept_service`` sees only the method name and metadata, not the
-TLS peer, so the interceptor wraps the handler's behaviour: the wrapper reads
-``context.auth_context()``, authenticates, checks the authorization table and only then runs
-the real behaviour with the principal bound in a copied ``contextvars.Context``
-(``principal_context``); every step of a response stream runs in that same context, so the
-binding never leaks into another call on the worker thread.
+``intercept_service`` sees only the method name and metadata, not the TLS peer, so the
+interceptor wraps the handler's behaviour: the wrapper reads ``context.auth_context()``,
+authenticates, checks the authorization table and only then runs the real behaviour with the
+principal bound. A plain behaviour (run in the server's thread pool) runs in a copied
+``contextvars.Context`` (``principal_context``), and so does every step of a response stream,
+so the binding never leaks into another call on the worker thread; a coroutine behaviour
+(``Share``, ``Evaluate``) runs in its call's own asyncio task, whose context is its own.
 
 Refusals: no identity -> UNAUTHENTICATED; wrong role or unknown RPC -> PERMISSION_DENIED.
 Each is passed to ``on_refused(principal, method, error)`` (the server writes it to the ledger
