@@ -141,7 +141,12 @@ def map_errors_async(
 def map_errors_stream(
     behavior: Callable[[Any, Any], Iterator[Any]], status: _CallStatus | None = None
 ) -> Callable[[Any, Any], Iterator[Any]]:
-    """Wrap a streaming-response behaviour so errors (also mid-stream) become statuses."""
+    """Wrap a streaming-response behaviour so errors (also mid-stream) become statuses.
+
+    The stream ends with the status set on the context rather than ``abort``: grpc.aio runs
+    a plain generator in its thread pool, where ``abort`` races the pending stream operations
+    (the caller still gets the status, but the server logs a failed batch).
+    """
     status = status or _CallStatus()
 
     def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
@@ -152,7 +157,10 @@ def map_errors_stream(
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
             if _already_aborted(context):
                 raise
-            _abort(context, e, status)
+            status.code, st = _error_status(e)
+            context.set_trailing_metadata(st.trailing_metadata)
+            context.set_code(st.code)
+            context.set_details(st.details)
 
     return wrapper
 

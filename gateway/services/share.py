@@ -50,7 +50,8 @@ def order_from_request(
         record_type=request.record_type,
         destination_region=request.destination_region,
         records=[
-            RecordIn(subject_id=r.subject_id, fields=dict(r.fields), order_id=r.order_id)
+            # The protobuf map is a read-only Mapping here: no copy per record (bulk shares).
+            RecordIn(subject_id=r.subject_id, fields=r.fields, order_id=r.order_id)
             for r in (request.records if records is None else records)
         ],
     )
