@@ -21,8 +21,8 @@ from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
 SERVICE = "/partner_gateway.v1.ShareService/"
-_T = TypeVar("_T")
 STREAM_CHUNK_RECORDS = 1_000
+_T = TypeVar("_T")
 
 
 def _enum_name(enum: object, value: int, prefix: str) -> str:
