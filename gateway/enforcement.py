@@ -14,6 +14,7 @@ Invariants (tested with Hypothesis):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -62,10 +63,15 @@ def pseudonym(key: bytes, category: str, value: str) -> str:
     The category is part of the MAC input so equal values of different categories do not
     match; the key is per partner so two partners' pseudonyms cannot be joined (R5).
     """
-    # hmac.digest: OpenSSL's one-shot HMAC, ~3x faster than hmac.new(...).hexdigest().
-    return (
-        "ps_" + hmac.digest(key, category.encode() + b"\x00" + value.encode(), "sha256")[:16].hex()
-    )
+    mac = _keyed_prefix(key, category).copy()  # key schedule and prefix computed once
+    mac.update(value.encode())
+    return "ps_" + mac.digest()[:16].hex()
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyed_prefix(key: bytes, category: str) -> hmac.HMAC:
+    """HMAC state after ``category ‖ 0x00`` under ``key`` (copied per value, never updated)."""
+    return hmac.new(key, category.encode() + b"\x00", hashlib.sha256)
 
 
 def age_in_years(birth_date: str, today: date) -> int | None:

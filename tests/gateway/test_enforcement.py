@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -156,3 +158,13 @@ def test_payload_digest_is_canonical() -> None:
     b = payload_digest([("r1", {"b": "2", "a": "1"}), ("r2", {"c": "3"})])
     c = payload_digest([("r2", {"c": "3"}), ("r1", {"a": "1", "b": "2"})])
     assert a == b and a != c and len(a) == 32
+
+
+def test_pseudonym_is_the_documented_hmac() -> None:
+    """A pseudonym is "ps_" + the first 128 bits of HMAC-SHA256(key, category ‖ 0x00 ‖ value),
+    so a partner's auditor can recompute it from the key (known answer, computed here
+    independently with hashlib)."""
+    key = bytes(range(32))
+    expected = hmac.new(key, b"user.device.id\x00dev-42", hashlib.sha256).hexdigest()[:32]
+    assert pseudonym(key, "user.device.id", "dev-42") == "ps_" + expected
+    assert pseudonym(key, "user.account.id", "dev-42") != "ps_" + expected
