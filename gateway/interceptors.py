@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import grpc
@@ -34,9 +36,20 @@ _log = structlog.get_logger("gateway.rpc")
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 
+#: Generated request ids: a random per-process prefix and a counter (32 hex digits, like a
+#: UUID's). Unique, not secret; ``uuid4`` cost a ``getrandom`` system call per RPC.
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """A request id unique across calls and (with overwhelming probability) processes."""
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
 def current_request_id() -> str:
     """The id of the RPC being served (from ``x-request-id`` metadata, else generated)."""
-    return _request_id.get() or uuid.uuid4().hex
+    return _request_id.get() or new_request_id()
 
 
 def status_for(error: BaseException) -> tuple[grpc.StatusCode, str, str]:
@@ -165,8 +178,19 @@ def map_errors_stream(
     return wrapper
 
 
-def _log_end(start: float, status: _CallStatus) -> None:
-    _log.info("rpc.end", code=status.code.name, ms=round((time.perf_counter() - start) * 1000, 3))
+@contextmanager
+def _call_scope(method: str, request_id: str, status: _CallStatus) -> Iterator[None]:
+    """Bind the request id (``current_request_id``, every log line) and write the access log
+    line with the status the call ended with."""
+    token = _request_id.set(request_id)
+    start = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
+        try:
+            yield
+        finally:
+            ms = round((time.perf_counter() - start) * 1000, 3)
+            _log.info("rpc.end", code=status.code.name, ms=ms)
+            _request_id.reset(token)
 
 
 def _with_call_context(
@@ -180,14 +204,8 @@ def _with_call_context(
         mapped_async = map_errors_async(behavior, status)
 
         async def async_wrapper(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            token = _request_id.set(request_id)
-            start = time.perf_counter()
-            with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
-                try:
-                    return await mapped_async(req, context)
-                finally:
-                    _log_end(start, status)
-                    _request_id.reset(token)
+            with _call_scope(method, request_id, status):
+                return await mapped_async(req, context)
 
         return async_wrapper
 
@@ -195,28 +213,16 @@ def _with_call_context(
         mapped_stream = map_errors_stream(behavior, status)
 
         def stream_wrapper(req: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            token = _request_id.set(request_id)
-            start = time.perf_counter()
-            with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
-                try:
-                    yield from mapped_stream(req, context)
-                finally:
-                    _log_end(start, status)
-                    _request_id.reset(token)
+            with _call_scope(method, request_id, status):
+                yield from mapped_stream(req, context)
 
         return stream_wrapper
 
     mapped = map_errors_unary(behavior, status)
 
     def unary_wrapper(req: Any, context: grpc.ServicerContext) -> Any:
-        token = _request_id.set(request_id)
-        start = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
-            try:
-                return mapped(req, context)
-            finally:
-                _log_end(start, status)
-                _request_id.reset(token)
+        with _call_scope(method, request_id, status):
+            return mapped(req, context)
 
     return unary_wrapper
 
@@ -265,7 +271,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         metadata = dict(handler_call_details.invocation_metadata or ())
-        request_id = str(metadata.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)[:64]
+        request_id = str(metadata.get(REQUEST_ID_HEADER) or new_request_id())[:64]
         return wrap_handler(
             handler,
             lambda b: _with_call_context(

@@ -12,7 +12,7 @@ import grpc_testing
 import pytest
 
 from gateway import errors
-from gateway.interceptors import ErrorMappedServicer, status_for
+from gateway.interceptors import ErrorMappedServicer, new_request_id, status_for
 from gateway.policy import NO_OBLIGATIONS, PolicyDecision, Reason
 from gateway.registry import Registry
 from gateway.security.identity import Principal, Role, bind_principal
@@ -357,3 +357,10 @@ def test_every_ledger_error_maps_to_its_declared_code() -> None:
         code, _, reason = status_for(cls("x"))
         assert code == grpc.StatusCode[cls.grpc_code] and reason == cls.reason
         assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.OK)
+
+
+def test_generated_request_ids_are_distinct_32_hex_digits() -> None:
+    """A call without ``x-request-id`` gets a generated id: 32 hex digits, never repeated."""
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
