@@ -102,17 +102,39 @@ def compile_bundle(bundle: PolicyBundle, *, with_tests: bool = False) -> Any:
         PolicyLoadError: a module or the data does not parse, with the compiler's message.
     """
     engine = regorus.Engine()
-    modules = bundle.modules + (bundle.test_modules if with_tests else ())
-    for m in modules:
+    failure = _add_bundle(engine, bundle, with_tests)
+    if failure is not None:
+        del engine  # dropped here, on its own thread: regorus engines are unsendable
+        raise PolicyLoadError(failure)
+    return engine
+
+
+# The two helpers below return failures as text instead of raising: an exception's
+# traceback would keep the engine alive in its frames, to be dropped later by a garbage
+# collection on whatever thread runs it (a pyo3 "unsendable" error).
+
+
+def _add_bundle(engine: Any, bundle: PolicyBundle, with_tests: bool) -> str | None:
+    for m in bundle.modules + (bundle.test_modules if with_tests else ()):
         try:
             engine.add_policy(m.path, m.text)
         except Exception as e:
-            raise PolicyLoadError(f"{m.path}: {_first_line(e)}") from e
+            return f"{m.path}: {_first_line(e)}"
     try:
         engine.add_data_json(bundle.data_json)
     except Exception as e:
-        raise PolicyLoadError(f"policy data: {_first_line(e)}") from e
-    return engine
+        return f"policy data: {_first_line(e)}"
+    return None
+
+
+def _probe_failure(engine: Any, revision: str) -> str | None:
+    """Evaluate the probe inputs; the first failure's message, or None."""
+    try:
+        for probe_input in PROBE_INPUTS:
+            parse_decision(evaluate_raw(engine, json.dumps(probe_input)), revision=revision)
+    except PolicyEngineError as e:
+        return e.message
+    return None
 
 
 def evaluate_raw(engine: Any, input_json: str, path: str = DECISION_PATH) -> Any:
@@ -194,13 +216,10 @@ class EmbeddedEngine:
     def _build(self) -> _Compiled:
         bundle = load_bundle(self._dir)
         probe = compile_bundle(bundle)  # created and dropped on this thread
-        try:
-            for probe_input in PROBE_INPUTS:
-                parse_decision(
-                    evaluate_raw(probe, json.dumps(probe_input)), revision=bundle.revision
-                )
-        except PolicyEngineError as e:
-            raise PolicyLoadError(f"policy bundle does not evaluate: {e.message}") from e
+        failure = _probe_failure(probe, bundle.revision)
+        del probe
+        if failure is not None:
+            raise PolicyLoadError(f"policy bundle does not evaluate: {failure}")
         pure = not any(b in m.text for m in bundle.modules for b in _IMPURE_BUILTINS)
         return _Compiled(bundle=bundle, cacheable=pure)
 
