@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from grpc_status import rpc_status
 
 from gateway.demo import AD_FIELDS, ad_request, delivery_request, profile
 from gateway.testing import RunningGateway, running_gateway
+from ledger.testing import stalled_writer
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
 
@@ -222,22 +222,11 @@ def test_a_share_waiting_for_its_ledger_commit_blocks_no_other_call(
     """Share waits for the durable append without holding the server: while the ledger
     writer is stalled, Evaluate is still answered; the share completes once it commits."""
     ledger = gw.gateway.ledger
-    gate = threading.Event()
-    original = ledger._write_batch
-
-    def stalled(items):  # type: ignore[no-untyped-def]
-        gate.wait(10)
-        return original(items)
-
-    ledger._write_batch = stalled  # type: ignore[method-assign]
-    try:
+    with stalled_writer(ledger):
         pending = [share.Share.future(delivery_request(), timeout=20) for _ in range(8)]
         decision = share.Evaluate(delivery_request(), timeout=5).decision
         assert decision.allowed
         assert not any(f.done() for f in pending)  # nothing leaves before its commit
-    finally:
-        gate.set()
-        ledger._write_batch = original  # type: ignore[method-assign]
     indexes = [f.result().receipt.ledger_index for f in pending]
     assert len(set(indexes)) == 8
     assert all(ledger.get_entry(i).entry.partner_id == "logiship" for i in indexes)

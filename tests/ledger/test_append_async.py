@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from ledger import Disclosure, Ledger, LedgerClosedError, LedgerUnavailableError
+from ledger.testing import stalled_writer
 
 Factory = Callable[..., Disclosure]
 
@@ -64,24 +65,17 @@ def test_cancelled_waiter_still_gets_its_entry_committed(
 ) -> None:
     """Cancelling the caller stops the wait, never the append: once queued, a decision is
     recorded (and resolving the cancelled future does not break the writer)."""
-    gate = threading.Event()
-    original = ledger._write_batch
-
-    def slow(items):  # type: ignore[no-untyped-def]
-        gate.wait(5)
-        return original(items)
-
-    ledger._write_batch = slow  # type: ignore[method-assign]
 
     async def main() -> None:
-        task = asyncio.create_task(ledger.append_async([disclosure(0)]))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        gate.set()
-        (r,) = await ledger.append_async([disclosure(1)])
-        assert r.index == 1
+        with stalled_writer(ledger) as gate:
+            task = asyncio.create_task(ledger.append_async([disclosure(0)]))
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            gate.set()
+            (r,) = await ledger.append_async([disclosure(1)])
+            assert r.index == 1
 
     asyncio.run(main())
     assert ledger.size == 2

@@ -25,6 +25,7 @@ from ledger import (
     open_checkpoint,
 )
 from ledger.merkle import leaf_hash
+from ledger.testing import stalled_writer
 from ledger.verify import verify_consistency, verify_inclusion
 
 Factory = Callable[..., Disclosure]
@@ -211,26 +212,18 @@ def test_pushback_when_too_many_appends_wait(
     led = open_ledger(max_pending=5)
     with pytest.raises(InvalidArgumentError):
         led.append([disclosure(i) for i in range(6)])
-    gate = threading.Event()
-    original = led._write_batch
-
-    def slow(ds: list[Disclosure]):  # type: ignore[no-untyped-def]
-        gate.wait(5)
-        return original(ds)
-
-    led._write_batch = slow  # type: ignore[method-assign]
-    t1 = threading.Thread(target=led.append, args=([disclosure(0)],))
-    t1.start()
-    while led._queue:  # the writer took the first request and blocks on the gate
-        pass
-    t2 = threading.Thread(target=led.append, args=([disclosure(i) for i in range(5)],))
-    t2.start()
-    while not led._queue:
-        pass
-    with pytest.raises(LedgerPushbackError) as e:
-        led.append([disclosure(9)])
-    assert e.value.grpc_code == "RESOURCE_EXHAUSTED"
-    gate.set()
+    with stalled_writer(led):
+        t1 = threading.Thread(target=led.append, args=([disclosure(0)],))
+        t1.start()
+        while led._queue:  # the writer took the first request and waits at the gate
+            pass
+        t2 = threading.Thread(target=led.append, args=([disclosure(i) for i in range(5)],))
+        t2.start()
+        while not led._queue:
+            pass
+        with pytest.raises(LedgerPushbackError) as e:
+            led.append([disclosure(9)])
+        assert e.value.grpc_code == "RESOURCE_EXHAUSTED"
     t1.join()
     t2.join()
     assert led.size == 6
