@@ -141,6 +141,9 @@ def map_errors_async(
     async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await behavior(request, context)
+        except asyncio.CancelledError:  # the caller went away (a queued entry still commits)
+            status.code = grpc.StatusCode.CANCELLED
+            raise
         except _PASS_THROUGH:
             raise
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException

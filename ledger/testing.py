@@ -5,25 +5,35 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.log import Ledger
 
 
+@dataclass(frozen=True)
+class Stall:
+    """``holding`` is set once a batch waits at the stall; set ``release`` to let it go."""
+
+    release: threading.Event = field(default_factory=threading.Event)
+    holding: threading.Event = field(default_factory=threading.Event)
+
+
 @contextmanager
-def stalled_writer(ledger: Ledger, timeout_s: float = 10.0) -> Iterator[threading.Event]:
-    """Hold the writer before each batch until the yielded event is set (at the latest when
-    the block exits): appends queue up meanwhile. For tests of waiting, batching, pushback."""
-    gate = threading.Event()
+def stalled_writer(ledger: Ledger, timeout_s: float = 10.0) -> Iterator[Stall]:
+    """Hold the writer before each batch until ``release`` is set (at the latest when the
+    block exits): appends queue up meanwhile. For tests of waiting, batching, pushback."""
+    stall = Stall()
     original = ledger._write_batch
 
     def stalled(items: Any) -> Any:
-        gate.wait(timeout_s)
+        stall.holding.set()
+        stall.release.wait(timeout_s)
         return original(items)
 
     ledger._write_batch = stalled  # type: ignore[method-assign]
     try:
-        yield gate
+        yield stall
     finally:
-        gate.set()
+        stall.release.set()
         ledger._write_batch = original  # type: ignore[method-assign]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from structlog.testing import capture_logs
 
 from gateway.demo import AD_FIELDS, ad_request, delivery_request, profile
 from gateway.testing import RunningGateway, running_gateway
@@ -230,3 +232,28 @@ def test_a_share_waiting_for_its_ledger_commit_blocks_no_other_call(
     indexes = [f.result().receipt.ledger_index for f in pending]
     assert len(set(indexes)) == 8
     assert all(ledger.get_entry(i).entry.partner_id == "logiship" for i in indexes)
+
+
+def test_a_share_whose_caller_cancels_is_still_recorded(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """A caller that gives up while its share waits for the commit gets nothing, but the
+    decision is committed anyway (once queued, never taken back) and the access log says
+    CANCELLED."""
+    ledger = gw.gateway.ledger
+    size = ledger.size
+    with capture_logs() as logs, stalled_writer(ledger) as stall:
+        call = share.Share.future(delivery_request(), timeout=20)
+        assert stall.holding.wait(10)  # decided, enforced, its entry held at the writer
+        call.cancel()
+        _wait_for(lambda: any(e.get("code") == "CANCELLED" for e in logs))
+    _wait_for(lambda: ledger.size == size + 1)
+    assert ledger.get_entry(size).entry.partner_id == "logiship"
+    assert call.cancelled()
+
+
+def _wait_for(condition: Callable[[], object], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)

@@ -67,13 +67,13 @@ def test_cancelled_waiter_still_gets_its_entry_committed(
     recorded (and resolving the cancelled future does not break the writer)."""
 
     async def main() -> None:
-        with stalled_writer(ledger) as gate:
+        with stalled_writer(ledger) as stall:
             task = asyncio.create_task(ledger.append_async([disclosure(0)]))
             await asyncio.sleep(0.05)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            gate.set()
+            stall.release.set()
             (r,) = await ledger.append_async([disclosure(1)])
             assert r.index == 1
 

@@ -212,11 +212,10 @@ def test_pushback_when_too_many_appends_wait(
     led = open_ledger(max_pending=5)
     with pytest.raises(InvalidArgumentError):
         led.append([disclosure(i) for i in range(6)])
-    with stalled_writer(led):
+    with stalled_writer(led) as stall:
         t1 = threading.Thread(target=led.append, args=([disclosure(0)],))
         t1.start()
-        while led._queue:  # the writer took the first request and waits at the gate
-            pass
+        assert stall.holding.wait(10)  # the writer took the first request and waits
         t2 = threading.Thread(target=led.append, args=([disclosure(i) for i in range(5)],))
         t2.start()
         while not led._queue:
