@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import statistics
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from bench.workload import ad_share, seed_registry
 from gateway.security.identity import Principal, Role, bind_principal
-from gateway.server import Gateway
+from gateway.server import Gateway, tune_gc
 from gateway.services.share import ShareServicer
 from gateway.settings import LimitsSettings, Settings
 
@@ -61,8 +60,7 @@ def main() -> None:
         gateway = Gateway.open(
             Settings.load(env={}, overrides={"data_dir": d, "ledger": {"url": url}})
         )
-        gc.freeze()  # as ``serve`` does
-        gc.set_threshold(50_000, 20, 100)
+        tune_gc()  # as ``serve`` does
         servicer = ShareServicer(sharing=gateway.sharing, limits=LimitsSettings())
         out = {}
         for method in ("Share", "Evaluate"):

@@ -307,17 +307,17 @@ def summarize(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, An
         med = dict(ordered[len(ordered) // 2])
         med["median_of"] = len(rs)
         med[f"{key}_all"] = [r[key] for r in rs]
-        if (
-            key == "rps"
-            and echo
-            and name not in ("echo-sync", "share-ad5-rate", "share-ad5-rate-500")
-        ):
+        # Open-loop runs get the offered rate, not capacity: no ratio.
+        if key == "rps" and echo and name != "echo-sync" and name not in OPEN_LOOP:
             ratios = [_ratio(r["rps"], e["rps"]) for r, e in zip(rs, echo, strict=False)]
             med["ratio_to_echo_sync"] = statistics.median(ratios)
             med["ratio_to_echo_sync_all"] = ratios
         out[name] = med
     return out
 
+
+#: Scenarios that offer a fixed rate (their rps is the offered rate, not a capacity).
+OPEN_LOOP = frozenset({"share-ad5-rate", "share-ad5-rate-500"})
 
 LABELS = {
     "echo-sync": "Raw echo, sync `grpc.server` (reference, same sizes, mTLS)",

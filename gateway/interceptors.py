@@ -109,11 +109,6 @@ _PASS_THROUGH = (
 )
 
 
-def _already_aborted(context: grpc.ServicerContext) -> bool:
-    state = getattr(context, "_state", None)
-    return bool(getattr(state, "aborted", False))
-
-
 def map_errors_unary(
     behavior: Callable[[Any, Any], Any], status: _CallStatus | None = None
 ) -> Callable[[Any, Any], Any]:
@@ -126,8 +121,6 @@ def map_errors_unary(
         except _PASS_THROUGH:
             raise
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
-            if _already_aborted(context):
-                raise
             _abort(context, e, status)
 
     return wrapper
@@ -171,8 +164,6 @@ def map_errors_stream(
         except _PASS_THROUGH:
             raise
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
-            if _already_aborted(context):
-                raise
             status.code, st = _error_status(e)
             context.set_trailing_metadata(st.trailing_metadata)
             context.set_code(st.code)

@@ -243,6 +243,15 @@ def _publish_checkpoints(ledger: Ledger, interval_s: float, stop: threading.Even
             _log.warning("ledger.checkpoint_failed", reason=e.reason)
 
 
+def tune_gc() -> None:
+    """Collector settings for a long-running server, after start-up (measured in
+    docs/benchmarks.md: a 10,000-record share spent a third of its time in collections of
+    young objects). Everything loaded so far leaves the collector's generations for good,
+    and young objects are collected every 50,000 net allocations instead of 700."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def serve(settings: Settings) -> None:
     """Run a gateway until SIGINT/SIGTERM, then drain and shut down gracefully."""
     asyncio.run(_serve(settings))
@@ -251,12 +260,7 @@ def serve(settings: Settings) -> None:
 async def _serve(settings: Settings) -> None:
     gateway = Gateway.open(settings)
     server, port, health_servicer = await create_server(gateway)
-    # Collector tuning for a long-running server (measured in docs/benchmarks.md: a
-    # 10,000-record share spent a third of its time in collections of young objects).
-    # freeze: everything loaded at start-up leaves the collector's generations for good;
-    # threshold: collect young objects every 50,000 net allocations instead of 700.
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    tune_gc()
     watcher = None
     if settings.policy.watch_interval_s > 0:
         watcher = PolicyWatcher(

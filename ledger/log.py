@@ -126,8 +126,8 @@ class _Batch:
     A thread blocks by acquiring its own already-held raw lock; the writer releases it. That
     is one futex wake-up per caller, where ``threading.Event`` would also make every woken
     caller queue for the event's condition lock (64 callers: 64 serialized hand-offs).
-    A coroutine awaits a future (``_LoopWaiter``); the writer resolves all of one event
-    loop's futures with one ``call_soon_threadsafe`` per batch.
+    A coroutine awaits a future; the writer resolves all of one event loop's futures with
+    one ``call_soon_threadsafe`` per batch.
     """
 
     __slots__ = ("count", "error", "items", "receipts", "waiters")
@@ -142,24 +142,14 @@ class _Batch:
     def finish(self) -> None:
         futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
         for w in self.waiters:
-            if isinstance(w, _LoopWaiter):
-                futures.setdefault(w.loop, []).append(w.future)
+            if isinstance(w, asyncio.Future):
+                futures.setdefault(w.get_loop(), []).append(w)
             else:
                 w.release()
         for loop, fs in futures.items():  # one wake-up per event loop and batch
             # A closed loop raises RuntimeError: nobody is waiting there any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, fs)
-
-
-class _LoopWaiter:
-    """An asyncio caller waiting on its event loop; ``_Batch.finish`` resolves its future."""
-
-    __slots__ = ("future", "loop")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
-        self.loop = loop
-        self.future = future
 
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:
@@ -401,9 +391,8 @@ class Ledger:
         A cancelled caller stops waiting, but its disclosures stay queued and are committed:
         once queued, a decision is never taken back.
         """
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        queued = self._enqueue(disclosures, _LoopWaiter(loop, done))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        queued = self._enqueue(disclosures, done)
         if queued is None:
             return []
         await done
@@ -414,8 +403,9 @@ class Ledger:
     ) -> tuple[_Batch, int, int] | None:
         """Validate and encode in the caller's thread, then join the newest batch.
 
-        Returns ``(batch, start, n)`` (``None`` for nothing to append); ``waiter.release()``
-        is called by the writer once the batch is committed or failed.
+        Returns ``(batch, start, n)`` (``None`` for nothing to append). Once the batch is
+        committed or failed, the writer releases ``waiter`` (a held lock) or resolves it (an
+        asyncio future).
         """
         ds = list(disclosures)
         if not ds:

@@ -412,8 +412,8 @@ def _recipient(r: _Reader, partner_id: str) -> Recipient | None:
         kind=RecipientKind(kind),
         active=bool(active),
         region=region,
-        agreement_purposes=tuple(_json(purposes)),
-        agreement_categories=tuple(_json(categories)),
+        agreement_purposes=_json_strings(purposes),
+        agreement_categories=_json_strings(categories),
         agreement_expires=expires,
         agreement_binds_policy=bool(binds),
         security_review_expires=review,
@@ -431,9 +431,14 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _json_strings(value: Any) -> tuple[str, ...]:
+    """A JSON list-of-strings column (purposes, categories): few distinct lists, read per
+    subject, so SQLite's text is decoded once per distinct value."""
+    return _decoded_strings(value) if isinstance(value, str | bytes) else tuple(value)
+
+
 @functools.lru_cache(maxsize=4096)
-def _categories(text: str) -> tuple[str, ...]:
-    """A consent's category list from its JSON text (few distinct lists, read per subject)."""
+def _decoded_strings(text: str | bytes) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
@@ -459,9 +464,7 @@ def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
                     recipient_id=recipient,
                     purpose=purpose,
                     scope=ConsentScope(scope),
-                    categories=_categories(categories)
-                    if isinstance(categories, str)
-                    else tuple(categories),
+                    categories=_json_strings(categories),
                 )
             )
         for sid, order_id, merchant_id, cross_border in r.rows(
