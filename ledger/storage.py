@@ -23,8 +23,9 @@ DELETE on salts), which therefore cannot DROP or TRUNCATE the tables it does not
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -34,6 +35,7 @@ from sqlmodel import Field, SQLModel
 
 from ledger.errors import InvalidArgumentError, LedgerUnavailableError
 
+_T = TypeVar("_T")
 _metadata = sa.MetaData()
 
 
@@ -311,3 +313,32 @@ def provision_postgres(admin_url: str, *, role: str, password: str | None = None
 def chunked(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
     """Split ``seq`` into consecutive slices of at most ``size`` items (for IN lists)."""
     return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+@contextmanager
+def write_txn(engine: Engine) -> Iterator[Connection]:
+    """A write transaction holding the sequencer lock; driver errors become LedgerErrors.
+
+    The lock: SQLite ``BEGIN IMMEDIATE``; PostgreSQL the sequencer row ``FOR UPDATE``.
+
+    Raises:
+        LedgerUnavailableError: storage failed.
+    """
+    try:
+        with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            if not is_sqlite(engine):
+                conn.execute(
+                    sa.select(sequencer_t.c.id).where(sequencer_t.c.id == 1).with_for_update()
+                )
+            yield conn
+    except sa.exc.SQLAlchemyError as e:
+        raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+
+
+def read_txn(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
+    """Run ``fn`` in a read transaction; driver errors become ``LedgerUnavailableError``."""
+    try:
+        with engine.connect() as conn, conn.begin():
+            return fn(conn)
+    except sa.exc.SQLAlchemyError as e:
+        raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e

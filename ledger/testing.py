@@ -24,16 +24,17 @@ def stalled_writer(ledger: Ledger, timeout_s: float = 10.0) -> Iterator[Stall]:
     """Hold the writer before each batch until ``release`` is set (at the latest when the
     block exits): appends queue up meanwhile. For tests of waiting, batching, pushback."""
     stall = Stall()
-    original = ledger._write_batch
+    seq = ledger._sequencer
+    original = seq.write
 
     def stalled(items: Any) -> Any:
         stall.holding.set()
         stall.release.wait(timeout_s)
         return original(items)
 
-    ledger._write_batch = stalled  # type: ignore[method-assign]
+    seq.write = stalled
     try:
         yield stall
     finally:
         stall.release.set()
-        ledger._write_batch = original  # type: ignore[method-assign]
+        seq.write = original

@@ -20,13 +20,13 @@ def test_concurrent_async_appends_share_batches_and_stay_dense(
     """200 coroutines appending at once get distinct, gap-free indexes in fewer transactions
     than appends (group commit), mixed with a thread using the sync ``append``."""
     batches: list[int] = []
-    original = ledger._write_batch
+    original = ledger._sequencer.write
 
     def counting(items):  # type: ignore[no-untyped-def]
         batches.append(len(items))
         return original(items)
 
-    ledger._write_batch = counting  # type: ignore[method-assign]
+    ledger._sequencer.write = counting
 
     async def main() -> list[int]:
         receipts = await asyncio.gather(*(ledger.append_async([disclosure(i)]) for i in range(200)))
@@ -90,7 +90,7 @@ def test_async_append_errors_are_the_sync_errors(
     def broken(items):  # type: ignore[no-untyped-def]
         raise LedgerUnavailableError("ledger storage failed: OperationalError")
 
-    led._write_batch = broken  # type: ignore[method-assign]
+    led._sequencer.write = broken
     with pytest.raises(LedgerUnavailableError):
         asyncio.run(led.append_async([disclosure(0)]))
     led.close()

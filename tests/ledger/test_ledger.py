@@ -218,7 +218,7 @@ def test_pushback_when_too_many_appends_wait(
         assert stall.holding.wait(10)  # the writer took the first request and waits
         t2 = threading.Thread(target=led.append, args=([disclosure(i) for i in range(5)],))
         t2.start()
-        while not led._queue:
+        while not led._sequencer.queued_batches():
             pass
         with pytest.raises(LedgerPushbackError) as e:
             led.append([disclosure(9)])
