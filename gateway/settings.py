@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,6 +53,8 @@ class PolicySettings(_Section):
     """Where policies come from and which engine evaluates them."""
 
     dir: Path = REPO_ROOT / "policies_rego"
+    # In-process engine: regorus (default) or OPA's own Go evaluator (docs/adr/0001, 0006).
+    engine: Literal["regorus", "opa"] = "regorus"
     # Set => decisions come from this OPA server's Data API instead of the embedded engine.
     opa_url: str | None = None
     opa_timeout_s: float = Field(default=1.0, gt=0)

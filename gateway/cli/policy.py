@@ -32,8 +32,11 @@ def test_cmd(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print passing tests too.")
     ] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="regorus (embedded) or opa (OPA's Go evaluator).")
+    ] = "regorus",
 ) -> None:
-    """Run every test_* rule of the *_test.rego files through the embedded engine."""
+    """Run every test_* rule of the *_test.rego files through the embedded engine or OPA."""
     from gateway.policy.rego_tests import RegoTestResult, run_tests, summary
 
     def report(r: RegoTestResult) -> None:
@@ -43,7 +46,11 @@ def test_cmd(
             typer.echo(f"PASS {r.name}")
 
     try:
-        results = run_tests(_dir(dir), match=run, on_result=report)
+        if engine not in ("regorus", "opa"):
+            raise typer.BadParameter("must be regorus or opa", param_hint="--engine")
+        results = run_tests(
+            _dir(dir), match=run, on_result=report, engine="opa" if engine == "opa" else "regorus"
+        )
     except GatewayError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from e

@@ -51,7 +51,8 @@ class PolicyEngine(Protocol):
 
 
 def engine_from_settings(settings: PolicySettings) -> PolicyEngine:
-    """Build the engine the settings ask for: an OPA server when ``opa_url`` is set.
+    """Build the engine the settings ask for: an OPA server when ``opa_url`` is set, else
+    the in-process ``engine`` (regorus, or OPA's Go evaluator).
 
     Raises:
         PolicyLoadError: the initial bundle does not load or compile.
@@ -63,6 +64,10 @@ def engine_from_settings(settings: PolicySettings) -> PolicyEngine:
         return OpaServerEngine(
             policy_dir=settings.dir, url=settings.opa_url, timeout_s=settings.opa_timeout_s
         )
+    if settings.engine == "opa":
+        from gateway.policy.opa_go import OpaGoEngine
+
+        return OpaGoEngine(policy_dir=settings.dir)
     from gateway.policy.embedded import EmbeddedEngine
 
     return EmbeddedEngine(policy_dir=settings.dir)

@@ -1,50 +1,38 @@
-"""A fake OPA server for tests: the subset of OPA's REST API that ``opa_server`` uses.
+"""A stand-in OPA server for tests: OPA's REST API, evaluated by OPA's own Go evaluator.
 
-It evaluates with regopy (rego-cpp), a different Rego implementation from the embedded
-regorus engine, so golden cases run through ``OpaServerEngine`` -> this server really
-cross-check two engines. Endpoints:
+No ``opa`` binary can be installed here, so this HTTP server speaks the subset of OPA's REST
+API that ``opa_server`` and operators use, and evaluates with OPA's ``rego`` package in-process
+(``gateway.policy.opa_go``, docs/adr/0006): every test of the OPA-server path runs OPA's
+semantics. What it does not reproduce is OPA's HTTP layer itself (auth, gzip, metrics).
+Endpoints:
 
 - ``PUT /v1/policies/<id>`` (text body): compile all modules with the new one; 400 with
-  the compiler's message when that fails (the module is then not stored).
+  OPA's compiler message when that fails (the module is then not stored).
 - ``GET /v1/policies/<id>``, ``DELETE /v1/policies/<id>``, ``GET /v1/policies``.
 - ``PUT /v1/data/<path>`` (JSON body) -> 204.
-- ``POST /v1/data/<path>`` with ``{"input": ...}`` -> ``{"result": ...}``, ``{}`` when
+- ``POST /v1/data/<path>`` with ``{"input": ...}`` -> ``{"result": ..., "decision_id": ...}``
+  (OPA returns a decision id when decision logging is on), ``{"decision_id": ...}`` when
   undefined, 500 on an evaluation error.
+- ``GET /v1/data/system/bundles``: the manifests of activated bundles (``load_bundle``, as
+  ``opa run --server --bundle``), keyed by bundle name.
 - ``GET /health``.
 
 Switches for tests: ``down`` (drop every connection without an answer), ``delay_s``
 (sleep before answering queries), ``status`` (answer queries with this HTTP status).
-regopy is imported lazily: it is a dev dependency.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-
-def _compile(modules: dict[str, str], data: dict[str, Any]) -> Any:
-    import regopy
-
-    interp = regopy.Interpreter()
-    for pid, text in sorted(modules.items()):
-        interp.add_module(pid, text)
-    interp.add_data_json(json.dumps(data))
-    return interp
-
-
-def _error_text(e: Exception) -> str:
-    text = str(e).strip()
-    # regopy's RegoError is an S-expression; keep the file and the compiler's messages.
-    msgs = re.findall(r"\(error \d+:([^|\s]+)\|[^\n]*\n\s*\(errormsg \d+:([^)]*)\)", text)
-    if msgs:
-        return "; ".join(f"{where}: {msg}" for where, msg in msgs)
-    return text or type(e).__name__
+from gateway.errors import PolicyEngineError, PolicyLoadError
+from gateway.policy.opa_go import compile_modules, evaluate_opa
 
 
 class FakeOpa:
@@ -57,8 +45,10 @@ class FakeOpa:
         self.delay_s = 0.0
         self.status: int | None = None
         self.queries = 0
+        #: Activated bundles: name -> {"manifest": {...}} (``data.system.bundles``).
+        self.bundles: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._interp: Any = None
+        self._engine: Any = None
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -97,13 +87,11 @@ class FakeOpa:
         with self._lock:
             modules = dict(self.modules, **{pid: text})
             try:
-                interp = _compile(modules, self.data)
-                # rego-cpp compiles lazily; a query surfaces compile errors now.
-                interp.query("data.__compile_probe__")
-            except Exception as e:
-                return _error_text(e)
+                engine = compile_modules(modules, self.data)
+            except PolicyLoadError as e:
+                return e.message
             self.modules = modules
-            self._interp = None
+            self._engine = engine
             return None
 
     def delete_policy(self, pid: str) -> bool:
@@ -111,7 +99,7 @@ class FakeOpa:
             if pid not in self.modules:
                 return False
             del self.modules[pid]
-            self._interp = None
+            self._engine = None
             return True
 
     def put_data(self, path: list[str], value: Any) -> None:
@@ -123,28 +111,27 @@ class FakeOpa:
                 for key in path[:-1]:
                     node = node.setdefault(key, {})
                 node[path[-1]] = value
-            self._interp = None
+            self._engine = None
 
     def query(self, path: list[str], input: Any) -> tuple[int, dict[str, Any]]:
-        with self._lock:  # one regopy interpreter, used by one thread at a time
+        with self._lock:
             self.queries += 1
-            try:
-                if self._interp is None:
-                    self._interp = _compile(self.modules, self.data)
-                import regopy
-
-                self._interp.set_input(regopy.Input(input))
-                out = self._interp.query("data." + ".".join(path) if path else "data")
-                text = str(out)
-            except Exception as e:
-                return 500, {"code": "internal_error", "message": _error_text(e)}
-        if text.strip() == "undefined":
-            return 200, {}
+            engine = self._engine
+            if engine is None:
+                try:
+                    engine = self._engine = compile_modules(self.modules, self.data)
+                except PolicyLoadError as e:
+                    return 500, {"code": "internal_error", "message": e.message}
+        decision_id = str(uuid.uuid4())
+        if path[:2] == ["system", "bundles"]:
+            return 200, {"result": _at(self.bundles, path[2:]), "decision_id": decision_id}
         try:
-            value = json.loads(text)["expressions"][0]
-        except (ValueError, KeyError, IndexError, TypeError):
-            return 500, {"code": "internal_error", "message": text}
-        return 200, {"result": value}
+            value = evaluate_opa(engine, input, "data." + ".".join(path))
+        except PolicyEngineError as e:
+            return 500, {"code": "internal_error", "message": e.message}
+        if value is None:
+            return 200, {"decision_id": decision_id}
+        return 200, {"result": value, "decision_id": decision_id}
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -269,3 +256,11 @@ class FakeOpa:
                 self._send(status, answer)
 
         return Handler
+
+
+def _at(node: Any, path: list[str]) -> Any:
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    return node

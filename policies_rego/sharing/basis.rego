@@ -124,23 +124,23 @@ basis_ok if {
 
 _basis_refused if {
 	input.request.legal_basis.kind == "MERGER"
-	not input.recipient.agreement.binds_policy == true
+	not _binds_policy
 }
 
 _basis_refused if {
 	input.request.action == "PUBLIC_DISCLOSURE"
 	input.request.legal_basis.kind == "LEGAL_OBLIGATION"
-	not _has_text(input.request.legal_basis.reference)
+	not _has_text(_reference)
 }
 
 _basis_refused if {
 	input.request.legal_basis.kind == "EXEMPTION"
-	not input.request.legal_basis.exemption_code in data.params.exemption_codes
+	not _exemption_code in data.params.exemption_codes
 }
 
 _basis_refused if {
 	input.request.legal_basis.kind == "EXEMPTION"
-	not _has_text(input.request.legal_basis.reference)
+	not _has_text(_reference)
 }
 
 _basis_refused if {

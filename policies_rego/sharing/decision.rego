@@ -120,20 +120,6 @@ _obligations_keeping(_) := {"drop": [], "pseudonymize": [], "generalize": {}} if
 # description: Obligations for every remaining subject without its own entry.
 obligations := _obligations_keeping(set())
 
-_identified_consent(c) if {
-	c.scope == "IDENTIFIED_SHARING"
-	c.recipient == input.recipient.id
-	c.purpose in {"", input.request.purpose}
-}
-
-_kept_identity(s) := {x |
-	some c in s.consents
-	_identified_consent(c)
-	some x in c.categories
-	x in _categories
-	x in data.params.identity_categories
-}
-
 # METADATA
 # description: Per-subject obligations for AD_PARTNER subjects who consented to identified sharing (R5).
 subject_obligations := {ref: o |
@@ -149,7 +135,7 @@ subject_obligations := {ref: o |
 }
 
 # METADATA
-# description: The decision document (contract v1).
+# description: The decision document (contract v1); behind the input gate (input.rego).
 # entrypoint: true
 decision := {
 	"allow": allow,
@@ -157,4 +143,6 @@ decision := {
 	"excluded": exclusions,
 	"obligations": obligations,
 	"subject_obligations": subject_obligations,
-}
+} if {
+	input_well_formed
+} else := refused_malformed

@@ -71,9 +71,8 @@ test_allows_a_vendor_delivery if {
 test_r1_empty_input_is_refused_with_reasons if {
 	d := data.sharing.decision with input as {}
 	not d.allow
-	"R1.unsupported_contract" in codes(d)
-	"R1.missing_purpose" in codes(d)
-	"R2.unknown_recipient" in codes(d)
+	codes(d) == {"R1.malformed_input"}
+	{"code": "R1.malformed_input", "message": "input.contract is missing or not string"} in d.reasons
 }
 
 test_r1_refuses_when_every_subject_is_excluded if {

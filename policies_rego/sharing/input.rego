@@ -1,9 +1,15 @@
 # METADATA
-# title: Normalised input and R1 (default deny, no permissive gaps)
+# title: The input gate, normalised input and R1 (default deny, no permissive gaps)
 # description: |
-#   Reads the contract-v1 input into normalised values (object.get with ""/{}/[]
-#   defaults). Allowing checks are stated positively, so a missing or mistyped value makes
-#   them false (R1, whole §三); the refusal rules here name what was missing or unknown.
+#   The gate: input_well_formed holds only when every key the policy reads is present with
+#   its contract type (CONTRACT.md); otherwise the decision is a refusal that names each
+#   missing or mistyped key (R1.malformed_input) and no other rule is evaluated. Rules
+#   behind the gate may therefore read input.* directly: every such reference is defined
+#   (recipient.* only when the recipient is not null; read it through _recipient). This
+#   matters because OPA rewrites a reference out of a negation (opa#1877): there,
+#   not f(input.missing) and not input.missing in s are undefined, not true.
+#   Values are then checked (known mode, action, legal basis, role, categories); allowing
+#   checks are stated positively and the refusal rules here name what was wrong.
 package sharing
 
 import rego.v1
@@ -126,9 +132,277 @@ _subjects_ok if {
 	count(_subject_refs) == count(_subjects)
 }
 
+# -- The gate: keys and types ------------------------------------------------------------
+
+# Required keys of each input object and their types (CONTRACT.md). Optional keys are
+# checked only when present. Types: "string", "boolean", "object", "array",
+# "number or null", "array of strings", "object of strings".
+_input_keys := {"contract": "string", "today": "string", "caller": "object", "request": "object", "subjects": "array"}
+
+_caller_keys := {"principal": "string", "role": "string"}
+
+_caller_optional_keys := {"partner_id": "string"}
+
+_request_keys := {
+	"mode": "string",
+	"action": "string",
+	"purpose": "string",
+	"legal_basis": "object",
+	"destination_region": "string",
+	"categories": "array of strings",
+	"quasi_identifiers": "array",
+}
+
+_request_optional_keys := {"record_type": "string"}
+
+_legal_basis_keys := {"kind": "string", "reference": "string", "exemption_code": "string"}
+
+_recipient_keys := {
+	"id": "string",
+	"kind": "string",
+	"active": "boolean",
+	"region": "string",
+	"agreement": "object",
+	"security_review_expires": "string",
+	"dpa_expires": "string",
+}
+
+_agreement_keys := {"purposes": "array of strings", "categories": "array of strings", "expires": "string", "binds_policy": "boolean"}
+
+_subject_keys := {
+	"ref": "string",
+	"age": "number or null",
+	"guardian_consent": "boolean",
+	"ad_opt_out": "boolean",
+	"consent_withdrawn": "boolean",
+	"account_deleted": "boolean",
+	"orders": "array",
+	"consents": "array",
+}
+
+_order_keys := {"id": "string", "merchant": "string", "cross_border": "boolean"}
+
+_consent_keys := {"recipient": "string", "purpose": "string", "scope": "string", "categories": "array of strings"}
+
+_is_type(x, "string") if is_string(x)
+
+_is_type(x, "boolean") if is_boolean(x)
+
+_is_type(x, "object") if is_object(x)
+
+_is_type(x, "array") if is_array(x)
+
+_is_type(x, "number or null") if is_number(x)
+
+_is_type(x, "number or null") if x == null
+
+_is_type(x, "array of strings") if {
+	is_array(x)
+	every e in x {
+		is_string(e)
+	}
+}
+
+_is_type(x, "object of strings") if {
+	is_object(x)
+	every v in x {
+		is_string(v)
+	}
+}
+
+# obj and key are always defined here; an absent obj[key] makes this false, so
+# "not _key_ok(...)" is true for a missing key on every engine (no opa#1877 rewrite).
+_key_ok(obj, key, type) if _is_type(obj[key], type)
+
+# The objects the gate looks into: [path, object, required keys, optional keys].
+_gate_objects contains ["input", input, _input_keys, {}] if is_object(input)
+
+_gate_objects contains ["input.caller", input.caller, _caller_keys, _caller_optional_keys] if is_object(input.caller)
+
+_gate_objects contains ["input.request", input.request, _request_keys, _request_optional_keys] if is_object(input.request)
+
+_gate_objects contains ["input.request.legal_basis", x, _legal_basis_keys, {}] if {
+	x := input.request.legal_basis
+	is_object(x)
+}
+
+_gate_objects contains ["input.recipient", input.recipient, _recipient_keys, {}] if is_object(input.recipient)
+
+_gate_objects contains ["input.recipient.agreement", x, _agreement_keys, {}] if {
+	x := input.recipient.agreement
+	is_object(x)
+}
+
+_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "]"]), s, _subject_keys, {}] if {
+	some i, s in input.subjects
+	is_object(s)
+}
+
+_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].orders[", format_int(j, 10), "]"]), o, _order_keys, {}] if {
+	some i, s in input.subjects
+	some j, o in s.orders
+	is_object(o)
+}
+
+_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].consents[", format_int(j, 10), "]"]), c, _consent_keys, {}] if {
+	some i, s in input.subjects
+	some j, c in s.consents
+	is_object(c)
+}
+
+# Elements of arrays of objects that are not objects.
+_gate_elements contains ["input.subjects", i, x] if some i, x in input.subjects
+
+_gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].orders"]), j, o] if {
+	some i, s in input.subjects
+	some j, o in s.orders
+}
+
+_gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].consents"]), j, c] if {
+	some i, s in input.subjects
+	some j, c in s.consents
+}
+
+_gate_elements contains ["input.request.quasi_identifiers", i, q] if some i, q in input.request.quasi_identifiers
+
+# Every missing or mistyped key, as text (explains a failed gate; never on the allowing path).
+_malformed contains "input is not an object" if not is_object(input)
+
+_malformed contains concat("", [path, ".", key, " is missing or not ", type]) if {
+	some [path, obj, keys, _] in _gate_objects
+	some key
+	type := keys[key]
+	not _key_ok(obj, key, type)
+}
+
+_malformed contains concat("", [path, ".", key, " is not ", type]) if {
+	some [path, obj, _, optional] in _gate_objects
+	some key
+	type := optional[key]
+	_has_key(obj, key)
+	not _key_ok(obj, key, type)
+}
+
+_malformed contains "input.recipient is missing or not an object or null" if {
+	is_object(input)
+	not _recipient_object_or_null
+}
+
+_recipient_object_or_null if input.recipient == null
+
+_recipient_object_or_null if is_object(input.recipient)
+
+_malformed contains concat("", [path, "[", format_int(i, 10), "] is not ", type]) if {
+	some [path, i, x] in _gate_elements
+	type := _element_type(path)
+	not _is_type(x, type)
+}
+
+_element_type(path) := "object of strings" if path == "input.request.quasi_identifiers"
+
+_element_type(path) := "object" if path != "input.request.quasi_identifiers"
+
+# METADATA
+# description: |
+#   The gate (R1): every key the policy reads is present with its contract type. Written
+#   with direct references (an absent key makes it false) to keep the allowing path short.
+input_well_formed if {
+	is_string(input.contract)
+	is_string(input.today)
+	is_string(input.caller.principal)
+	is_string(input.caller.role)
+	_optional_ok(input.caller, "partner_id", "string")
+	is_string(input.request.mode)
+	is_string(input.request.action)
+	is_string(input.request.purpose)
+	is_string(input.request.legal_basis.kind)
+	is_string(input.request.legal_basis.reference)
+	is_string(input.request.legal_basis.exemption_code)
+	_optional_ok(input.request, "record_type", "string")
+	is_string(input.request.destination_region)
+	_is_type(input.request.categories, "array of strings")
+	is_array(input.request.quasi_identifiers)
+	every q in input.request.quasi_identifiers {
+		_is_type(q, "object of strings")
+	}
+	_recipient_well_formed
+	is_array(input.subjects)
+	every s in input.subjects {
+		is_string(s.ref)
+		_is_type(s.age, "number or null")
+		is_boolean(s.guardian_consent)
+		is_boolean(s.ad_opt_out)
+		is_boolean(s.consent_withdrawn)
+		is_boolean(s.account_deleted)
+		is_array(s.orders)
+		every o in s.orders {
+			is_string(o.id)
+			is_string(o.merchant)
+			is_boolean(o.cross_border)
+		}
+		is_array(s.consents)
+		every c in s.consents {
+			is_string(c.recipient)
+			is_string(c.purpose)
+			is_string(c.scope)
+			_is_type(c.categories, "array of strings")
+		}
+	}
+}
+
+_optional_ok(obj, key, _) if not _has_key(obj, key)
+
+_optional_ok(obj, key, type) if _key_ok(obj, key, type)
+
+_has_key(obj, key) if {
+	some k, _ in obj
+	k == key
+}
+
+_recipient_well_formed if input.recipient == null
+
+_recipient_well_formed if {
+	is_string(input.recipient.id)
+	is_string(input.recipient.kind)
+	is_boolean(input.recipient.active)
+	is_string(input.recipient.region)
+	is_string(input.recipient.security_review_expires)
+	is_string(input.recipient.dpa_expires)
+	_is_type(input.recipient.agreement.purposes, "array of strings")
+	_is_type(input.recipient.agreement.categories, "array of strings")
+	is_string(input.recipient.agreement.expires)
+	is_boolean(input.recipient.agreement.binds_policy)
+}
+
+_malformed_reasons contains _reason("R1.malformed_input", m) if some m in _malformed
+
+# R1: a failed gate always carries a reason, even if the explanation above misses a case.
+_malformed_reasons contains _reason("R1.malformed_input", "input does not follow decision contract v1") if {
+	not input_well_formed
+	count(_malformed) == 0
+}
+
+# METADATA
+# description: The decision when the gate fails - a refusal naming each missing or mistyped key; nothing else is evaluated.
+refused_malformed := {
+	"allow": false,
+	"reasons": _malformed_reasons,
+	"excluded": set(),
+	"obligations": {"drop": [], "pseudonymize": [], "generalize": {}},
+	"subject_obligations": {},
+}
+
+_deny_input contains r if {
+	not input_well_formed
+	some r in _malformed_reasons
+}
+
+# -- Values ------------------------------------------------------------------------------
+
 # METADATA
 # description: Every input value the decision depends on is present, typed and known (R1).
 input_ok if {
+	input_well_formed
 	# Direct input references on this (allowing) path: an undefined value makes the
 	# check false, never true, and avoids one rule evaluation per accessor.
 	input.contract == "v1"

@@ -33,7 +33,7 @@ test_r1_refuses_unknown_category if {
 }
 
 test_r1_refuses_missing_today if {
-	d := data.sharing.decision with input as vendor_input with input.today as null
+	d := data.sharing.decision with input as vendor_input with input.today as "tomorrow"
 	not d.allow
 	"R1.missing_today" in codes(d)
 }
@@ -50,9 +50,81 @@ test_r1_refuses_no_subjects if {
 	"R1.no_subjects" in codes(d)
 }
 
-test_r1_missing_subject_flags_exclude_the_subject if {
+test_r1_malformed_input_names_each_missing_subject_key if {
 	d := data.sharing.decision with input as ad_input with input.subjects as [{"ref": "0", "age": 30}]
 	not d.allow
-	"R13.ad_opt_out" in excluded_codes(d, "0")
-	"R14.account_deleted" in excluded_codes(d, "0")
+	codes(d) == {"R1.malformed_input"}
+	messages(d) == {
+		"input.subjects[0].ad_opt_out is missing or not boolean",
+		"input.subjects[0].account_deleted is missing or not boolean",
+		"input.subjects[0].consent_withdrawn is missing or not boolean",
+		"input.subjects[0].consents is missing or not array",
+		"input.subjects[0].guardian_consent is missing or not boolean",
+		"input.subjects[0].orders is missing or not array",
+	}
+	count(d.excluded) == 0
 }
+
+# The inputs that OPA (not regorus or regopy) allowed before the gate (issue 15).
+test_r1_refuses_a_subject_without_an_age_key if {
+	d := data.sharing.decision with input as vendor_input with input.subjects as [object.remove(adult, ["age"])]
+	not d.allow
+	messages(d) == {"input.subjects[0].age is missing or not number or null"}
+}
+
+test_r1_refuses_an_exemption_without_code_and_reference_keys if {
+	d := data.sharing.decision with input as vendor_input with input.request.legal_basis as {"kind": "EXEMPTION"}
+	not d.allow
+	messages(d) == {
+		"input.request.legal_basis.exemption_code is missing or not string",
+		"input.request.legal_basis.reference is missing or not string",
+	}
+}
+
+test_r1_refuses_a_legal_obligation_disclosure_without_reference_key if {
+	basis := {"kind": "LEGAL_OBLIGATION", "exemption_code": ""}
+	d := data.sharing.decision with input as vendor_input with input.request.action as "PUBLIC_DISCLOSURE" with input.request.legal_basis as basis
+	not d.allow
+	messages(d) == {"input.request.legal_basis.reference is missing or not string"}
+}
+
+test_r1_refuses_a_null_caller_role_without_failing if {
+	d := data.sharing.decision with input as vendor_input with input.caller.role as null with input.request.mode as "pull"
+	not d.allow
+	messages(d) == {"input.caller.role is missing or not string"}
+}
+
+test_r1_refuses_mistyped_values if {
+	d := data.sharing.decision with input as vendor_input with input.recipient.active as "yes" with input.request.categories as ["user.name", 7] with input.today as null
+	not d.allow
+	messages(d) == {
+		"input.recipient.active is missing or not boolean",
+		"input.request.categories is missing or not array of strings",
+		"input.today is missing or not string",
+	}
+}
+
+test_r1_refuses_non_object_elements_and_bad_optional_keys if {
+	d := data.sharing.decision with input as vendor_input with input.subjects as [adult, "1"] with input.caller.partner_id as 5 with input.request.quasi_identifiers as [{"a": 1}]
+	not d.allow
+	messages(d) == {
+		"input.caller.partner_id is not string",
+		"input.request.quasi_identifiers[0] is not object of strings",
+		"input.subjects[1] is not object",
+	}
+}
+
+test_r1_refuses_a_missing_recipient_key if {
+	d := data.sharing.decision with input as object.remove(vendor_input, ["recipient"])
+	not d.allow
+	messages(d) == {"input.recipient is missing or not an object or null"}
+}
+
+test_r1_unknown_recipient_is_well_formed if {
+	d := data.sharing.decision with input as vendor_input with input.recipient as null
+	not d.allow
+	"R2.unknown_recipient" in codes(d)
+	not "R1.malformed_input" in codes(d)
+}
+
+messages(d) := {r.message | some r in d.reasons}

@@ -109,7 +109,7 @@ _dpa_current if _current(object.get(_recipient, "dpa_expires", ""))
 
 # METADATA
 # description: R15 holds - no review is required for this kind, or both the review and the DPA are current.
-review_ok if not input.recipient.kind in data.params.review_required_kinds
+review_ok if not _kind in data.params.review_required_kinds
 
 review_ok if {
 	input.recipient.kind in data.params.review_required_kinds
@@ -159,7 +159,7 @@ _deny_caller contains _reason("R17.not_addressed_to_caller", "a partner may only
 	not _caller_is_recipient
 }
 
-_deny_caller contains _reason("R17.pull_by_non_partner", concat("", ["only the recipient partner may pull; caller role is ", _role])) if {
+_deny_caller contains _reason("R17.pull_by_non_partner", concat("", ["only the recipient partner may pull; caller role is ", _show(_role)])) if {
 	_mode == "pull"
 	_role != "partner"
 }

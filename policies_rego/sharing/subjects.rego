@@ -88,6 +88,23 @@ exclusions contains {"ref": s.ref, "code": "R6.sensitive_without_consent", "mess
 	msg := concat("", ["child data is sensitive; no explicit consent for: ", concat(", ", sort(missing))])
 }
 
+# R5: the identity categories a subject's IDENTIFIED_SHARING consent with this partner keeps.
+# (Here, not in decision.rego: OPA's policy API compiles one module at a time, so modules
+# must not depend on each other in a cycle.)
+_identified_consent(c) if {
+	c.scope == "IDENTIFIED_SHARING"
+	c.recipient == input.recipient.id
+	c.purpose in {"", input.request.purpose}
+}
+
+_kept_identity(s) := {x |
+	some c in s.consents
+	_identified_consent(c)
+	some x in c.categories
+	x in _categories
+	x in data.params.identity_categories
+}
+
 # R5 x R6: identity categories kept under an identified-sharing consent leave as they are,
 # so sensitive ones among them need the R6 consent too.
 exclusions contains {"ref": s.ref, "code": "R6.sensitive_without_consent", "message": msg} if {
@@ -170,7 +187,7 @@ exclusions contains {"ref": s.ref, "code": "R11.age_unknown", "message": "the su
 # recipient. An empty or unknown region counts as abroad.
 _cross_border if not input.request.destination_region == data.params.home_region
 
-_cross_border if not input.recipient.region == data.params.home_region
+_cross_border if not object.get(_recipient, "region", "") == data.params.home_region
 
 _cross_border_ok(s) if _has_consent(s, "CROSS_BORDER", _categories)
 

@@ -200,7 +200,7 @@ def test_opa_server_engine_gives_the_same_decisions_as_the_embedded_one(
     """A gateway deciding through an OPA Data API server answers every demo scenario alike.
 
     No OPA binary can be installed here: the server is ``FakeOpa``, which speaks OPA's REST
-    API and evaluates with regopy (rego-cpp), a different engine from the embedded regorus.
+    API and evaluates with OPA's own Go evaluator, a different engine from the embedded regorus.
     """
     from gateway.demo import SCENARIOS
     from gateway.policy.fake_opa import FakeOpa

@@ -27,7 +27,7 @@ def policy_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def fake_opa() -> Iterator[FakeOpa]:
-    """One fake OPA server (regopy) for the session, on 127.0.0.1 port 0."""
+    """One fake OPA server (OPA's Go evaluator) for the session, on 127.0.0.1 port 0."""
     with FakeOpa() as server:
         yield server
 

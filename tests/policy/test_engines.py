@@ -17,6 +17,7 @@ from gateway.errors import PolicyEngineError, PolicyLoadError
 from gateway.policy import PolicyEngine, PolicyWatcher, compute_revision, engine_from_settings
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.fake_opa import FakeOpa
+from gateway.policy.opa_go import OpaGoEngine
 from gateway.policy.opa_server import OpaServerEngine
 from gateway.policy.rego_tests import run_tests, summary
 from gateway.settings import PolicySettings
@@ -39,6 +40,7 @@ def _tighten(policy_dir: Path) -> None:
 def _engines(policy_dir: Path, opa: FakeOpa) -> list[PolicyEngine]:
     return [
         EmbeddedEngine(policy_dir=policy_dir),
+        OpaGoEngine(policy_dir=policy_dir),
         OpaServerEngine(policy_dir=policy_dir, url=opa.url, timeout_s=5.0),
     ]
 
@@ -60,7 +62,7 @@ def test_test_files_do_not_change_the_revision(policy_copy: Path) -> None:
 def test_reload_applies_a_changed_policy_without_restart(
     policy_copy: Path, private_opa: FakeOpa
 ) -> None:
-    """Changing a data file changes the revision and the next decision on both engines."""
+    """Changing a data file changes the revision and the next decision on every engine."""
     for engine in _engines(policy_copy, private_opa):
         old = engine.revision
         assert engine.decide(ALLOWED).allow
@@ -203,8 +205,10 @@ def test_unreachable_opa_at_start_is_an_engine_error() -> None:
 
 
 def test_engine_from_settings_picks_the_engine(fake_opa: FakeOpa) -> None:
-    """opa_url set -> OPA server engine; unset -> embedded."""
+    """opa_url set -> OPA server engine; unset -> embedded regorus, or OPA in-process."""
     assert isinstance(engine_from_settings(PolicySettings(dir=POLICY_DIR)), EmbeddedEngine)
+    opa_go = engine_from_settings(PolicySettings(dir=POLICY_DIR, engine="opa"))
+    assert isinstance(opa_go, OpaGoEngine) and opa_go.decide(ALLOWED).allow
     engine = engine_from_settings(PolicySettings(dir=POLICY_DIR, opa_url=fake_opa.url))
     assert isinstance(engine, OpaServerEngine)
 
@@ -240,6 +244,23 @@ def test_rego_unit_tests_all_pass() -> None:
     for n in range(1, 18):
         assert f"test_r{n}_" in names, f"no Rego test for R{n}"
     assert summary(results).endswith(" 0 failed")
+
+
+def test_rego_unit_tests_all_pass_on_opa() -> None:
+    """Every test_* rule also passes on OPA's own Go evaluator (the reference)."""
+    results = run_tests(POLICY_DIR, engine="opa")
+    assert [f"{r.name}: {r.detail}" for r in results if not r.passed] == []
+    assert len(results) == len(run_tests(POLICY_DIR))
+
+
+def test_opa_refuses_a_module_that_does_not_compile(policy_copy: Path) -> None:
+    """An unsafe variable parses but does not compile: OPA's message names the module."""
+    (policy_copy / "sharing" / "unsafe.rego").write_text(
+        "package sharing\n\nimport rego.v1\n\nbad if {\n\tx == 1\n}\n"
+    )
+    with pytest.raises(PolicyLoadError) as info:
+        OpaGoEngine(policy_dir=policy_copy)
+    assert "unsafe.rego" in info.value.message and "unsafe" in info.value.message
 
 
 def _cli() -> ModuleType:

@@ -1,4 +1,4 @@
-"""Golden decision cases run through both engines: embedded regorus and OPA-server -> regopy."""
+"""Golden decision cases through regorus, OPA in-process and OPA-server -> OPA's evaluator."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from gateway.policy import PolicyDecision
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.fake_opa import FakeOpa
+from gateway.policy.opa_go import OpaGoEngine
 from gateway.policy.opa_server import OpaServerEngine
 
 from .conftest import POLICY_DIR
@@ -24,6 +25,11 @@ RULES = [f"R{n}" for n in range(1, 18)]
 @pytest.fixture(scope="module")
 def embedded() -> EmbeddedEngine:
     return EmbeddedEngine(policy_dir=POLICY_DIR)
+
+
+@pytest.fixture(scope="module")
+def opa_go() -> OpaGoEngine:
+    return OpaGoEngine(policy_dir=POLICY_DIR)
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +68,28 @@ def test_embedded_engine_matches_golden_case(
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_opa_server_path_matches_golden_case(opa: OpaServerEngine, case: dict[str, Any]) -> None:
-    """The OPA-server path (HTTP -> fake OPA on regopy) gives the expected decision."""
+    """The OPA-server path (HTTP -> OPA's Go evaluator) gives the expected decision."""
     _check(opa.decide(case["input"]), case["expect"])
 
 
-def test_both_engines_agree_on_every_case(embedded: EmbeddedEngine, opa: OpaServerEngine) -> None:
-    """regorus and regopy return identical decisions, messages included, on every case."""
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_opa_in_process_matches_golden_case(opa_go: OpaGoEngine, case: dict[str, Any]) -> None:
+    """OPA's Go evaluator in-process (policy.engine = "opa") gives the expected decision."""
+    _check(opa_go.decide(case["input"]), case["expect"])
+
+
+def test_every_engine_agrees_on_every_case(
+    embedded: EmbeddedEngine, opa_go: OpaGoEngine, opa: OpaServerEngine
+) -> None:
+    """regorus, OPA in-process and the OPA-server path agree exactly, messages included."""
     diffs = [
         c["name"]
         for c in CASES
-        if embedded.decide(c["input"]).comparable() != opa.decide(c["input"]).comparable()
+        if not (
+            embedded.decide(c["input"]).comparable()
+            == opa_go.decide(c["input"]).comparable()
+            == opa.decide(c["input"]).comparable()
+        )
     ]
     assert diffs == []
-    assert embedded.revision == opa.revision
+    assert embedded.revision == opa_go.revision == opa.revision
