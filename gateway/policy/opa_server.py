@@ -3,7 +3,8 @@
 At start and on ``reload`` the bundle is pushed: every module with
 ``PUT /v1/policies/<id>`` and every data file with ``PUT /v1/data/<mount>``; modules that
 are no longer in the directory are deleted. Each decision is
-``POST /v1/data/sharing/decision`` with ``{"input": ...}`` and the configured timeout.
+``POST /v1/data/sharing/decision`` with ``{"input": ...}`` and the configured timeout (pushes
+use ``LOAD_TIMEOUT_S``: OPA compiles every module on each policy PUT).
 A network error, timeout, non-2xx answer or missing ``result`` is a ``PolicyEngineError``
 (UNAVAILABLE, nothing disclosed).
 
@@ -30,6 +31,9 @@ from gateway.policy.decision import DECISION_HTTP_PATH, PolicyDecision, parse_de
 
 #: Prefix of the policy ids this gateway owns on the OPA server.
 POLICY_ID_PREFIX = "share-gateway"
+#: Timeout of the bundle pushes: OPA compiles every module on each policy PUT, which takes
+#: far longer than a decision (``timeout_s`` bounds decisions only).
+LOAD_TIMEOUT_S = 30.0
 
 
 def policy_id(path: str) -> str:
@@ -59,12 +63,12 @@ class OpaServerEngine:
             raise PolicyLoadError(f"invalid OPA url {url!r}")
         self._dir = Path(policy_dir)
         self._timeout = timeout_s
-        self._client = OpaClient(
-            host=parts.hostname,
-            port=parts.port or (443 if parts.scheme == "https" else 80),
-            ssl=parts.scheme == "https",
-            timeout=timeout_s,
-            retries=retries,
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        ssl = parts.scheme == "https"
+        self._client = OpaClient(host=host, port=port, ssl=ssl, timeout=timeout_s, retries=retries)
+        self._admin = OpaClient(
+            host=host, port=port, ssl=ssl, timeout=max(timeout_s, LOAD_TIMEOUT_S), retries=retries
         )
         self._lock = threading.Lock()
         self._pushed: frozenset[str] = frozenset()
@@ -89,7 +93,7 @@ class OpaServerEngine:
             refused: list[tuple[Any, Exception]] = []
             for m in pending:
                 try:
-                    self._client.update_policy_from_string(
+                    self._admin.update_policy_from_string(
                         m.text, policy_id(m.path), rego_compat=False
                     )
                 except requests.RequestException:
@@ -109,9 +113,9 @@ class OpaServerEngine:
                 value = _at(bundle.data, mount)
                 if not isinstance(value, dict):
                     raise PolicyLoadError(f"{rel}: OPA data must be a JSON object")
-                self._client.update_or_create_data(value, mount)
+                self._admin.update_or_create_data(value, mount)
             for stale in sorted(self._pushed - ids):
-                self._client.delete_policy(stale)
+                self._admin.delete_policy(stale)
         except requests.RequestException as e:
             raise PolicyEngineError(f"OPA server unreachable while loading policies: {e}") from e
         except PolicyLoadError:
@@ -127,7 +131,7 @@ class OpaServerEngine:
             return
         try:
             for pid in sorted(frozenset(policy_id(m.path) for m in new.modules) - self._pushed):
-                self._client.delete_policy(pid)
+                self._admin.delete_policy(pid)
         except Exception:
             pass
         with contextlib.suppress(Exception):
@@ -160,6 +164,7 @@ class OpaServerEngine:
 
     def close(self) -> None:
         self._client.close_connection()
+        self._admin.close_connection()
 
 
 def _at(data: Mapping[str, Any], mount: str) -> Any:
