@@ -1,20 +1,35 @@
 """Typed, explicit settings.
 
-Built once by ``Settings.load`` from an optional TOML file and ``SHARE_GATEWAY_*`` environment
-variables (nested fields with ``__``, e.g. ``SHARE_GATEWAY_POLICY__OPA_URL``), validated at
-start with errors that name the bad field, then passed into keyword-only constructors. Nothing
-reads the environment at import time.
+Built once by ``Settings.load`` from an optional TOML file, then ``SHARE_GATEWAY_*``
+environment variables (nested fields with ``__``, e.g. ``SHARE_GATEWAY_POLICY__OPA_URL``;
+parsed by pydantic-settings), then explicit overrides (command-line flags), validated at start
+with errors that name the bad field, then passed into keyword-only constructors. Nothing reads
+the environment at import time.
+
+Paths never depend on the folder a command runs in: a relative path in a settings file is
+relative to that file's folder; one from the environment or a flag is relative to the current
+folder (``data_dir`` is made absolute when the settings are loaded); the default ``data_dir``
+is ``.data`` in the source checkout, beside ``policies_rego/``.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from gateway.errors import ConfigError
 
@@ -91,11 +106,15 @@ class OutboxSettings(_Section):
     retention_hours: float = Field(default=7 * 24, gt=0)
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
     """All settings of one gateway process."""
 
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter="__"
+    )
+
     listen: str = "127.0.0.1:50051"
-    data_dir: Path = Path(".data")
+    data_dir: Path = REPO_ROOT / ".data"
     # Serve without TLS. Allowed only when ``listen`` is a loopback address.
     plaintext: bool = False
     # Readable registry seed loaded at start when the registry is empty (demo partners etc.).
@@ -122,13 +141,23 @@ class Settings(_Section):
             raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
         return v
 
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_is_absolute(cls, v: Path) -> Path:
+        return v.expanduser().absolute()
+
     @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
     @property
+    def pki_dir(self) -> Path:
+        """The development CA and its certificates (``serve`` and ``certs init``)."""
+        return self.data_dir / "pki"
+
+    @property
     def ledger_url(self) -> str:
-        return self.ledger.url or f"sqlite:///{(self.data_dir / 'gateway.db').resolve()}"
+        return self.ledger.url or f"sqlite:///{self.data_dir / 'gateway.db'}"
 
     @classmethod
     def load(
@@ -141,40 +170,64 @@ class Settings(_Section):
         """Build settings from a TOML file, then environment, then explicit overrides.
 
         Raises:
-            ConfigError: naming the first invalid field, e.g. ``ledger.max_batch``.
+            ConfigError: naming the first invalid field, e.g. ``ledger.max_batch``, or an
+                unreadable settings file.
         """
-        raw: dict[str, Any] = {}
-        if path is not None:
-            try:
-                raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as e:
-                raise ConfigError(f"cannot read settings file {path}: {e}") from e
-        _merge(raw, _from_env(os.environ if env is None else env))
-        _merge(raw, dict(overrides or {}))
+        environ = os.environ if env is None else env
+        for key in environ:
+            name = key[len(ENV_PREFIX) :].lower().partition("__")[0]
+            if key.upper().startswith(ENV_PREFIX) and name not in cls.model_fields:
+                # pydantic-settings ignores unknown top-level variables; a typo must not be.
+                raise ConfigError(f"invalid setting {name}: not a setting ({key})")
+        sources: tuple[PydanticBaseSettingsSource, ...] = (
+            InitSettingsSource(cls, init_kwargs=dict(overrides or {})),
+            _Environment(cls, environ),
+            InitSettingsSource(cls, init_kwargs=_read_file(path) if path is not None else {}),
+        )
         try:
-            return cls.model_validate(raw)
+            # BaseSettings.__init__ takes prepared sources (mypy sees only the fields).
+            return cls(_build_sources=(sources, {}))  # type: ignore[call-arg]
         except ValidationError as e:
             first = e.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "<root>"
             raise ConfigError(f"invalid setting {field}: {first['msg']}") from e
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in env.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        parts = key[len(ENV_PREFIX) :].lower().split("__")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
+class _Environment(EnvSettingsSource):
+    """``SHARE_GATEWAY_*`` variables from a given mapping (tests pass their own)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}
 
 
-def _merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
-    for key, value in new.items():
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
+def _read_file(path: Path) -> dict[str, Any]:
+    """The TOML settings file, its relative paths resolved against the file's folder."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read settings file {path}: {e}") from e
+    _anchor_paths(raw, Settings, Path(path).absolute().parent)
+    return raw
+
+
+def _anchor_paths(raw: dict[str, Any], model: type[BaseModel], base: Path) -> None:
+    for name, field in model.model_fields.items():
+        value = raw.get(name)
+        if isinstance(value, dict) and _is_model(field.annotation):
+            _anchor_paths(value, field.annotation, base)  # type: ignore[arg-type]
+        elif isinstance(value, str) and _is_path(field.annotation):
+            raw[name] = str(base / Path(value).expanduser())
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_path(annotation: object) -> bool:
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_is_path(a) for a in typing.get_args(annotation))
+    return annotation is Path

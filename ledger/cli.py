@@ -2,6 +2,9 @@
 
 Exit codes: 0 all checks held; 1 verification failed (the first bad index is named);
 2 the ledger could not be read or the arguments are unusable.
+
+Read-only commands never create anything: a SQLite database that does not exist is an error
+("no such database"), and ``verify`` opens SQLite with ``mode=ro``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, LedgerUnavailableError
 from ledger.fsck import verify_url
 from ledger.keys import SIGNING_KEY_FILE, load_signer, retired_vkeys, rotate_signer
 from ledger.storage import create_ledger_engine, provision_postgres
@@ -43,7 +46,35 @@ def _settings(config: Path | None) -> Any:
 
 
 def _db_url(db: str | None, config: Path | None) -> str:
-    return db if db is not None else str(_settings(config).ledger_url)
+    return existing_database(db if db is not None else str(_settings(config).ledger_url))
+
+
+def existing_database(url: str) -> str:
+    """``url`` unchanged, after checking that a SQLite database file exists (never create one).
+
+    Raises:
+        LedgerUnavailableError: the SQLite file does not exist.
+    """
+    path = _sqlite_file(url)
+    if path is not None and not path.is_file():
+        raise LedgerUnavailableError(f"no such database: {path}", reason="ledger.no_database")
+    return url
+
+
+def read_only_url(url: str) -> str:
+    """A SQLite URL opened read-only (``mode=ro`` URI); other URLs unchanged."""
+    path = _sqlite_file(url)
+    return url if path is None else f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
+def _sqlite_file(url: str) -> Path | None:
+    try:
+        u = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None  # reported by the storage layer with its own message
+    if u.get_backend_name() != "sqlite" or u.database in (None, "", ":memory:"):
+        return None
+    return Path(u.database)
 
 
 def _keys_dir(keys_dir: Path | None, config: Path | None) -> Path:
@@ -71,7 +102,7 @@ def _resolve_vkey(
             return [load_signer(kd).vkey, *retired_vkeys(kd)], f"keys dir {kd}"
     except Exception:  # settings unusable: fall through to the database's record
         pass
-    engine = create_ledger_engine(url)
+    engine = create_ledger_engine(read_only_url(url))
     try:
         with engine.connect() as conn:
             row = conn.execute(sa.text("SELECT vkey FROM ledger_sequencer WHERE id = 1")).first()
@@ -102,7 +133,7 @@ def verify(
     try:
         url = _db_url(db, config)
         key, source = _resolve_vkey(vkey, keys_dir, config, url)
-        report = verify_url(url, vkey=key)
+        report = verify_url(read_only_url(url), vkey=key)
     except LedgerError as e:
         _fail(e.diagnostics(), as_json=as_json)
         return

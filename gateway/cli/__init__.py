@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
 import typer
 
 from gateway.cli.demo import demo, health
 from gateway.cli.serve import serve
 
+DISTRIBUTION = "partner-share-gateway"
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Partner data-sharing gateway.")
 app.command()(serve)
 app.command()(demo)
 app.command()(health)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            typer.echo(f"share-gateway {version(DISTRIBUTION)}")
+        except PackageNotFoundError:  # running from a checkout that was never installed
+            typer.echo("share-gateway (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Partner data-sharing gateway."""
+
 
 # Sub-apps, one per domain (each module defines ``app``).
 from gateway.cli import audit as _audit  # noqa: E402

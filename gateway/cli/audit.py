@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,6 +38,7 @@ from gateway.auditing import (
     recipients as report_recipients,
 )
 from ledger import Ledger, LedgerError, StoredEntry, VerificationError
+from ledger.cli import existing_database
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -56,6 +58,18 @@ KeysOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SubjectOpt = Annotated[str, typer.Option("--subject", help="Clear subject id to look up.")]
 
+
+class Decision(StrEnum):
+    ALLOW = "ALLOW"
+    DENY = "DENY"
+
+
+class Action(StrEnum):
+    SHARE = "SHARE"
+    TRANSFER = "TRANSFER"
+    PUBLIC_DISCLOSURE = "PUBLIC_DISCLOSURE"
+
+
 COLUMNS = (
     "index",
     "time",
@@ -73,11 +87,11 @@ COLUMNS = (
 @contextmanager
 def open_ledger(db: str | None, config: Path | None, keys_dir: Path | None) -> Iterator[Ledger]:
     """Open the gateway's ledger read-side (never creates keys: the signing key must exist)."""
-    from gateway.settings import Settings
+    from gateway.cli.connection import load_settings
     from ledger.keys import load_signer
 
-    settings = Settings.load(config) if db is None or keys_dir is None else None
-    url = db if db is not None else settings.ledger_url  # type: ignore[union-attr]
+    settings = load_settings(config) if db is None or keys_dir is None else None
+    url = existing_database(db if db is not None else settings.ledger_url)  # type: ignore[union-attr]
     kd = keys_dir if keys_dir is not None else settings.keys_dir  # type: ignore[union-attr]
     signer = load_signer(kd)
     with Ledger.open(url, keys_dir=kd, origin=signer.name) as ledger:
@@ -139,35 +153,46 @@ def query(
     subject: Annotated[str | None, typer.Option("--subject", help="Clear subject id.")] = None,
     partner: Annotated[str | None, typer.Option("--partner")] = None,
     purpose: Annotated[str | None, typer.Option("--purpose")] = None,
-    action: Annotated[str | None, typer.Option("--action", help="SHARE, TRANSFER, ...")] = None,
-    decision: Annotated[str | None, typer.Option("--decision", help="ALLOW or DENY.")] = None,
+    action: Annotated[Action | None, typer.Option("--action", case_sensitive=False)] = None,
+    decision: Annotated[Decision | None, typer.Option("--decision", case_sensitive=False)] = None,
     since: Annotated[str | None, typer.Option("--since", help="ISO time, inclusive.")] = None,
     until: Annotated[str | None, typer.Option("--until", help="ISO time, exclusive.")] = None,
-    after: Annotated[int, typer.Option("--after", help="Cursor: entries after this index.")] = -1,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many; 0 = all.")] = 100,
+    page_token: Annotated[
+        str | None,
+        typer.Option("--page-token", "--after", help="Continue after this cursor (an index)."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many entries.", min=1)] = 100,
+    show_all: Annotated[bool, typer.Option("--all", help="Every matching entry.")] = False,
     as_json: JsonOpt = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
     keys_dir: KeysOpt = None,
 ) -> None:
-    """List disclosure decisions matching every filter, oldest first."""
+    """List disclosure decisions matching every filter, oldest first.
+
+    Prints at most --limit entries (default 100) and then a "more results" line naming the
+    --page-token to continue from; --all prints every one.
+    """
     flt = Filter(
         subject_id=subject,
         partner_id=partner,
         purpose=purpose,
-        action=action.upper() if action else None,
-        decision=decision.upper() if decision else None,
+        action=action.value if action else None,
+        decision=decision.value if decision else None,
         since=_time(since),
         until=_time(until),
     )
+    after = _cursor(page_token)
+    more = False
     try:
         with open_ledger(db, config, keys_dir) as ledger:
             found: list[StoredEntry] = []
             for stored in iter_entries(ledger, flt, after_index=after):
-                found.append(stored)
-                if limit and len(found) >= limit:
+                if not show_all and len(found) >= limit:
+                    more = True
                     break
+                found.append(stored)
     except LedgerError as e:
         _fail(e.diagnostics())
         return
@@ -181,6 +206,19 @@ def query(
         typer.echo(buf.getvalue(), nl=False)
     else:
         _table(f"{len(found)} ledger entries", COLUMNS, [_row(s) for s in found])
+    if more:
+        typer.echo(
+            f"more results: use --all or --page-token {found[-1].index}",
+            err=as_json or as_csv,  # keep machine-readable output parseable
+        )
+
+
+def _cursor(page_token: str | None) -> int:
+    if page_token is None:
+        return -1
+    if not page_token.isdigit():
+        raise typer.BadParameter("must be a ledger index", param_hint="--page-token")
+    return int(page_token)
 
 
 @app.command()

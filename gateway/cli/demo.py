@@ -1,9 +1,13 @@
-"""``share-gateway demo`` and ``share-gateway health``: talk to a running gateway over mTLS."""
+"""``share-gateway demo`` and ``share-gateway health``: talk to a running gateway.
+
+Exit codes: 0 done (a policy refusal is a demo outcome, not a failure) / SERVING; 1 an
+unexpected answer (any status other than OK or PERMISSION_DENIED) / not SERVING; 2 the
+gateway cannot be reached or the options are unusable (one line on stderr).
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import grpc
@@ -12,59 +16,113 @@ from google.protobuf.json_format import MessageToDict
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from gateway.cli.connection import (
+    CaOpt,
+    CertOpt,
+    ConfigOpt,
+    KeyOpt,
+    PlaintextOpt,
+    ServerOpt,
+    TokenOpt,
+    fail,
+    reporting,
+    resolve_target,
+    rpc_failure,
+)
 from gateway.demo import SCENARIOS
-from gateway.security.tls import channel_credentials
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
-Address = Annotated[str, typer.Option(help="Gateway address.")]
-Pki = Annotated[Path, typer.Option(help="Dev PKI directory (share-gateway certs init).")]
-
-
-def _channel(address: str, pki: Path, identity: str) -> grpc.Channel:
-    creds = channel_credentials(
-        ca=pki / "ca.crt", cert=pki / f"{identity}.crt", key=pki / f"{identity}.key"
-    )
-    return grpc.secure_channel(address, creds)
+SERVICE_IDENTITY = "service-checkout"
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def demo(
     scenario: Annotated[
         str | None, typer.Argument(help=f"One of {sorted(SCENARIOS)}; default: all.")
     ] = None,
-    address: Address = "localhost:50051",
-    pki: Pki = Path(".data/pki"),
+    server: ServerOpt = None,
+    config: ConfigOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Send the demo share requests as service `checkout` and print request and response."""
-    names = [scenario] if scenario else list(SCENARIOS)
-    stub = share_pb2_grpc.ShareServiceStub(_channel(address, pki, "service-checkout"))
-    for name in names:
-        if name not in SCENARIOS:
-            raise typer.BadParameter(f"unknown scenario {name!r}; choose from {sorted(SCENARIOS)}")
+    if scenario is not None and scenario not in SCENARIOS:
+        raise typer.BadParameter(
+            f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}",
+            param_hint="SCENARIO",
+        )
+    target = resolve_target(
+        identity=SERVICE_IDENTITY,
+        server=server,
+        config=config,
+        plaintext=plaintext,
+        ca=ca,
+        cert=cert,
+        key=key,
+        token=token,
+    )
+    stub = share_pb2_grpc.ShareServiceStub(target.channel())
+    unexpected = 0
+    for name in [scenario] if scenario else list(SCENARIOS):
         what, make = SCENARIOS[name]
         request = make()
         typer.echo(f"# {name}: {what}")
         typer.echo(json.dumps({"request": MessageToDict(request)}, indent=2, ensure_ascii=False))
         try:
-            response = stub.Share(request, timeout=10)
+            response = stub.Share(request, timeout=10, metadata=target.metadata)
             out = {"response": MessageToDict(response)}
         except grpc.RpcError as e:
-            status = rpc_status.from_call(e)
-            details = []
-            for d in status.details if status else []:
-                for cls in (share_pb2.Decision, share_pb2.DisclosureReceipt):
-                    if d.Is(cls.DESCRIPTOR):
-                        msg = cls()
-                        d.Unpack(msg)
-                        details.append({cls.__name__: MessageToDict(msg)})
-            out = {"error": {"code": e.code().name, "message": e.details(), "details": details}}
+            if e.code() in _UNREACHABLE:
+                fail(rpc_failure(e, target.address))
+            unexpected += e.code() != grpc.StatusCode.PERMISSION_DENIED
+            out = {"error": _error_document(e)}
         typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    if unexpected:
+        typer.echo(f"error: {unexpected} request(s) failed unexpectedly (see above)", err=True)
+        raise typer.Exit(1)
 
 
-def health(address: Address = "localhost:50051", pki: Pki = Path(".data/pki")) -> None:
-    """Print the gateway's gRPC health status (exit 1 unless SERVING)."""
-    stub = health_pb2_grpc.HealthStub(_channel(address, pki, "service-checkout"))
-    status = stub.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-    name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-    typer.echo(name)
+def _error_document(e: grpc.RpcError) -> dict[str, object]:
+    status = rpc_status.from_call(e)
+    details = []
+    for d in status.details if status else []:
+        for cls in (share_pb2.Decision, share_pb2.DisclosureReceipt):
+            if d.Is(cls.DESCRIPTOR):
+                msg = cls()
+                d.Unpack(msg)
+                details.append({cls.__name__: MessageToDict(msg)})
+    return {"code": e.code().name, "message": e.details(), "details": details}
+
+
+def health(
+    server: ServerOpt = None,
+    config: ConfigOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.1)] = 5,
+) -> None:
+    """Print the gateway's gRPC health status (exit 1 unless SERVING, 2 if unreachable)."""
+    target = resolve_target(
+        identity=SERVICE_IDENTITY,
+        server=server,
+        config=config,
+        plaintext=plaintext,
+        ca=ca,
+        cert=cert,
+        key=key,
+        token=token,
+    )
+    stub = health_pb2_grpc.HealthStub(target.channel())
+    with reporting(target):
+        status = stub.Check(
+            health_pb2.HealthCheckRequest(), timeout=timeout, metadata=target.metadata
+        ).status
+    typer.echo(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
     if status != health_pb2.HealthCheckResponse.SERVING:
         raise typer.Exit(1)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from gateway.cli.connection import ConfigOpt, load_settings
 from gateway.errors import GatewayError
-from gateway.settings import PolicySettings
+from gateway.policy.decision import PolicyDecision
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Policy bundle tools.")
 
@@ -19,13 +20,30 @@ _DirOption = Annotated[
 ]
 
 
-def _dir(value: Path | None) -> Path:
-    return value if value is not None else PolicySettings().dir
+def _dir(value: Path | None, config: Path | None = None) -> Path:
+    return value if value is not None else load_settings(config).policy.dir
+
+
+def contract_output(decision: PolicyDecision) -> dict[str, Any]:
+    """The decision in the shape of ``data.sharing.decision`` (policies_rego/CONTRACT.md)."""
+    comparable = decision.comparable()
+    return {
+        "allow": decision.allow,
+        "reasons": [{"code": r.code, "message": r.message} for r in decision.reasons],
+        "excluded": [
+            {"ref": ref, "code": r.code, "message": r.message}
+            for ref, reasons in sorted(decision.excluded.items())
+            for r in reasons
+        ],
+        "obligations": comparable["obligations"],
+        "subject_obligations": comparable["subject_obligations"],
+    }
 
 
 @app.command("test")
 def test_cmd(
     dir: _DirOption = None,
+    config: ConfigOpt = None,
     run: Annotated[
         str | None, typer.Option("--run", help="Only tests whose name contains this.")
     ] = None,
@@ -49,7 +67,10 @@ def test_cmd(
         if engine not in ("regorus", "opa"):
             raise typer.BadParameter("must be regorus or opa", param_hint="--engine")
         results = run_tests(
-            _dir(dir), match=run, on_result=report, engine="opa" if engine == "opa" else "regorus"
+            _dir(dir, config),
+            match=run,
+            on_result=report,
+            engine="opa" if engine == "opa" else "regorus",
         )
     except GatewayError as e:
         typer.echo(f"error: {e.message}", err=True)
@@ -60,12 +81,12 @@ def test_cmd(
 
 
 @app.command("revision")
-def revision_cmd(dir: _DirOption = None) -> None:
+def revision_cmd(dir: _DirOption = None, config: ConfigOpt = None) -> None:
     """Print the revision (hash of the served policy and data files)."""
     from gateway.policy.bundle import compute_revision
 
     try:
-        typer.echo(compute_revision(_dir(dir)))
+        typer.echo(compute_revision(_dir(dir, config)))
     except GatewayError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from e
@@ -73,10 +94,20 @@ def revision_cmd(dir: _DirOption = None) -> None:
 
 @app.command("eval")
 def eval_cmd(
-    input: Annotated[Path, typer.Option("--input", "-i", help="JSON file: a contract-v1 input.")],
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input", "-i", help="JSON file: a contract input (see docs/policy-input.json)."
+        ),
+    ],
     dir: _DirOption = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Evaluate data.sharing.decision for an input with the embedded engine; print it as JSON."""
+    """Evaluate data.sharing.decision for an input with the embedded engine.
+
+    Prints the decision as JSON in the output shape of policies_rego/CONTRACT.md (the policy
+    revision goes to stderr). Exits 0 if allowed, 1 if refused, 2 if unusable.
+    """
     from gateway.policy.embedded import EmbeddedEngine
 
     try:
@@ -85,11 +116,11 @@ def eval_cmd(
         typer.echo(f"error: cannot read {input}: {e}", err=True)
         raise typer.Exit(2) from e
     try:
-        decision = EmbeddedEngine(policy_dir=_dir(dir)).decide(doc)
+        decision = EmbeddedEngine(policy_dir=_dir(dir, config)).decide(doc)
     except GatewayError as e:
         typer.echo(f"error: {e.message}", err=True)
         raise typer.Exit(2) from e
-    out = {"revision": decision.revision, **decision.comparable()}
-    typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    typer.echo(f"policy revision {decision.revision}", err=True)
+    typer.echo(json.dumps(contract_output(decision), indent=2, ensure_ascii=False))
     if not decision.allow:
         raise typer.Exit(1)

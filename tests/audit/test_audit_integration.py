@@ -219,7 +219,7 @@ def test_cli_recipients_report_and_query_answer_from_the_ledger(gw: RunningGatew
     rep = runner.invoke(audit_cli, ["report", "--subject", "u1007", "--json", *cli_args(gw)])
     assert [r["partner"] for r in json.loads(rep.output)] == ["admetrics"]
     csv_out = runner.invoke(
-        audit_cli, ["query", "--decision", "deny", "--csv", "--limit", "0", *cli_args(gw)]
+        audit_cli, ["query", "--decision", "deny", "--csv", "--all", *cli_args(gw)]
     )
     lines = csv_out.output.strip().splitlines()
     assert lines[0].startswith("index,time,decision") and all(",DENY," in ln for ln in lines[1:])
