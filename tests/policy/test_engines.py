@@ -298,4 +298,4 @@ def test_cli_revision_and_eval(tmp_path: Path) -> None:
     f.write_text(json.dumps(ALLOWED))
     out = CliRunner().invoke(app, ["eval", "--input", str(f), "--dir", str(POLICY_DIR)])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["allow"] is True
+    assert json.loads(out.stdout)["allow"] is True  # the revision line goes to stderr
