@@ -50,7 +50,7 @@ def test_mint_token_prints_token_once_and_stores_hash(tmp_path: Path) -> None:
     args = ["mint-token", "svc:checkout", "--role", "service", "--tokens-file", str(tokens)]
     result = CliRunner().invoke(certs_app, args)
     assert result.exit_code == 0, result.output
-    token = result.output.strip()
+    token = result.stdout.strip()
     assert token not in tokens.read_text()
     principal = TokenStore.from_file(tokens).verify(token)
     assert principal is not None and principal.id == "svc:checkout"
@@ -58,10 +58,17 @@ def test_mint_token_prints_token_once_and_stores_hash(tmp_path: Path) -> None:
 
 def test_rotate_key_command_moves_current_key(tmp_path: Path) -> None:
     """certs rotate-key prints the new key id and the ring's current key follows it."""
+    from gateway.demo import REGISTRY_SEED
+    from gateway.registry import Registry
     from gateway.security.keys import PseudonymKeys
 
-    keys = PseudonymKeys(directory=tmp_path)
+    registry = Registry.open(f"sqlite:///{tmp_path / 'gateway.db'}")  # adco is registered
+    registry.load_seed(REGISTRY_SEED)
+    registry.close()
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(f'data_dir = "{tmp_path}"\n', encoding="utf-8")
+    keys = PseudonymKeys(directory=tmp_path / "keys" / "pseudonym")
     first, _ = keys.current("adco")
-    result = CliRunner().invoke(certs_app, ["rotate-key", "adco", "--keys-dir", str(tmp_path)])
+    result = CliRunner().invoke(certs_app, ["rotate-key", "adco", "--config", str(cfg)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == keys.current("adco")[0] != first
