@@ -39,6 +39,12 @@ class ConfigError(GatewayError):
     reason = "config.invalid"
 
 
+class AddressInUseError(ConfigError):
+    """The listen address cannot be bound: another process has it (raised at start)."""
+
+    reason = "config.address_in_use"
+
+
 class InvalidRequestError(GatewayError):
     """The request is malformed: missing fields, unknown enum values, fields not in the schema."""
 

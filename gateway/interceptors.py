@@ -15,7 +15,7 @@ import inspect
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -112,7 +112,8 @@ _PASS_THROUGH = (
 def map_errors_unary(
     behavior: Callable[[Any, Any], Any], status: _CallStatus | None = None
 ) -> Callable[[Any, Any], Any]:
-    """Wrap a unary-response behaviour so errors become statuses."""
+    """Wrap a plain unary-response behaviour (run in the thread pool) so errors become
+    statuses."""
     status = status or _CallStatus()
 
     def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
@@ -126,6 +127,24 @@ def map_errors_unary(
     return wrapper
 
 
+def _ended_by_caller(context: Any) -> grpc.StatusCode:
+    """How a cancelled call ended, for the access log: its deadline lapsed, or the caller
+    (or the server's shutdown) cancelled it."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED
+
+
+async def _abort_async(
+    context: grpc.aio.ServicerContext[Any, Any], error: BaseException, status: _CallStatus
+) -> NoReturn:
+    status.code, st = _error_status(error)
+    context.set_trailing_metadata(st.trailing_metadata)
+    await context.abort(st.code, st.details)
+    raise AssertionError("unreachable")  # abort always raises
+
+
 def map_errors_async(
     behavior: Callable[[Any, Any], Awaitable[Any]], status: _CallStatus
 ) -> Callable[[Any, Any], Awaitable[Any]]:
@@ -135,39 +154,42 @@ def map_errors_async(
         try:
             return await behavior(request, context)
         except asyncio.CancelledError:  # the caller went away (a queued entry still commits)
-            status.code = grpc.StatusCode.CANCELLED
+            status.code = _ended_by_caller(context)
             raise
         except _PASS_THROUGH:
             raise
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
-            status.code, st = _error_status(e)
-            context.set_trailing_metadata(st.trailing_metadata)
-            await context.abort(st.code, st.details)
+            await _abort_async(context, e, status)
 
     return wrapper
 
 
 def map_errors_stream(
-    behavior: Callable[[Any, Any], Iterator[Any]], status: _CallStatus | None = None
-) -> Callable[[Any, Any], Iterator[Any]]:
-    """Wrap a streaming-response behaviour so errors (also mid-stream) become statuses.
+    behavior: Callable[[Any, Any], AsyncGenerator[Any, None]], status: _CallStatus
+) -> Callable[[Any, Any], Awaitable[None]]:
+    """Run an async-generator behaviour as a grpc.aio reader/writer coroutine, so errors
+    (also mid-stream) become statuses.
 
-    The stream ends with the status set on the context rather than ``abort``: grpc.aio runs
-    a plain generator in its thread pool, where ``abort`` races the pending stream operations
-    (the caller still gets the status, but the server logs a failed batch).
+    The coroutine writes each response itself, so a cancellation (caller gone, deadline,
+    server stop) arrives in this call's task wherever the stream is, and the behaviour is
+    closed here (``aclose``: its ``finally`` blocks run in this call's context) instead of
+    being left suspended for the garbage collector.
     """
-    status = status or _CallStatus()
 
-    def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        responses = behavior(request, context)
         try:
-            yield from behavior(request_or_iterator, context)
+            async for response in responses:
+                await context.write(response)
+        except asyncio.CancelledError:
+            status.code = _ended_by_caller(context)
+            raise
         except _PASS_THROUGH:
             raise
         except BaseException as e:  # native extensions (pyo3) panic with a BaseException
-            status.code, st = _error_status(e)
-            context.set_trailing_metadata(st.trailing_metadata)
-            context.set_code(st.code)
-            context.set_details(st.details)
+            await _abort_async(context, e, status)
+        finally:
+            await responses.aclose()
 
     return wrapper
 
@@ -188,13 +210,29 @@ def _call_scope(method: str, request_id: str, status: _CallStatus) -> Iterator[N
 
 
 def _with_call_context(
-    behavior: Callable[[Any, Any], Any], method: str, request_id: str, kind: str
+    behavior: Callable[[Any, Any], Any], method: str, request_id: str
 ) -> Callable[[Any, Any], Any]:
-    """Error mapping inside request id binding and the access log; ``kind`` is ``unary``,
-    ``stream`` (response stream) or ``async`` (coroutine, unary response)."""
+    """Error mapping inside request id binding and the access log, for the three kinds of
+    behaviour the gateway has: a plain function (unary response, run in the thread pool), a
+    coroutine (unary response, on the loop) and an async generator (response stream, on the
+    loop).
+
+    Raises:
+        TypeError: a plain generator: grpc.aio would run it in one pool thread for the
+            stream's whole life, and that thread is lost when the caller goes away (ADR 0006).
+    """
     status = _CallStatus()
 
-    if kind == "async":
+    if inspect.isasyncgenfunction(behavior):
+        mapped_stream = map_errors_stream(behavior, status)
+
+        async def stream_wrapper(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            with _call_scope(method, request_id, status):
+                await mapped_stream(req, context)
+
+        return stream_wrapper
+
+    if inspect.iscoroutinefunction(behavior):
         mapped_async = map_errors_async(behavior, status)
 
         async def async_wrapper(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -202,15 +240,6 @@ def _with_call_context(
                 return await mapped_async(req, context)
 
         return async_wrapper
-
-    if kind == "stream":
-        mapped_stream = map_errors_stream(behavior, status)
-
-        def stream_wrapper(req: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            with _call_scope(method, request_id, status):
-                yield from mapped_stream(req, context)
-
-        return stream_wrapper
 
     mapped = map_errors_unary(behavior, status)
 
@@ -223,34 +252,38 @@ def _with_call_context(
 
 def wrap_handler(
     handler: grpc.RpcMethodHandler[Any, Any],
-    wrap_unary: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
-    wrap_stream: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
+    wrap: Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]],
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """Return ``handler`` with its behaviour wrapped (unary or streaming response)."""
+    """Return ``handler`` with its behaviour replaced by ``wrap(behaviour)``.
+
+    Raises:
+        TypeError: a streaming behaviour that is not an async generator (ADR 0006).
+    """
     replace: Any = handler._replace  # type: ignore[attr-defined]  # a namedtuple underneath
     if handler.unary_unary:
-        return replace(unary_unary=wrap_unary(handler.unary_unary))  # type: ignore[no-any-return]
+        return replace(unary_unary=wrap(handler.unary_unary))  # type: ignore[no-any-return]
     if handler.stream_unary:
-        return replace(stream_unary=wrap_unary(handler.stream_unary))  # type: ignore[no-any-return]
+        return replace(stream_unary=wrap(handler.stream_unary))  # type: ignore[no-any-return]
+    behavior = handler.unary_stream or handler.stream_stream
+    assert behavior is not None
+    if not inspect.isasyncgenfunction(behavior):
+        raise TypeError(f"streaming behaviour {behavior!r} must be an async generator")
     if handler.unary_stream:
-        return replace(unary_stream=wrap_stream(handler.unary_stream))  # type: ignore[no-any-return]
-    assert handler.stream_stream is not None
-    return replace(stream_stream=wrap_stream(handler.stream_stream))  # type: ignore[no-any-return]
+        return replace(unary_stream=wrap(handler.unary_stream))  # type: ignore[no-any-return]
+    return replace(stream_stream=wrap(behavior))  # type: ignore[no-any-return]
 
 
 def is_async(behavior: Callable[..., Any]) -> bool:
-    """A coroutine behaviour runs on the event loop; grpc.aio runs others in its thread pool.
-    (Async generator behaviours are not used in this gateway.)"""
-    if inspect.isasyncgenfunction(behavior):
-        raise TypeError("async generator behaviours are not supported by the interceptors")
-    return inspect.iscoroutinefunction(behavior)
+    """A coroutine or async-generator behaviour runs on the event loop; grpc.aio runs a
+    plain function in its thread pool."""
+    return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
 
 
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Outermost interceptor: request id + access log + error → status mapping.
 
-    Works for both kinds of behaviour the grpc.aio server runs: coroutines (on the event
-    loop) and plain functions and generators (in its thread pool).
+    Works for every kind of behaviour the gateway has: coroutines and async generators (on
+    the event loop) and plain unary functions (in the thread pool).
     """
 
     async def intercept_service(
@@ -266,32 +299,26 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         metadata = dict(handler_call_details.invocation_metadata or ())
         request_id = str(metadata.get(REQUEST_ID_HEADER) or new_request_id())[:64]
-        return wrap_handler(
-            handler,
-            lambda b: _with_call_context(
-                b, method, request_id, "async" if is_async(b) else "unary"
-            ),
-            lambda b: _with_call_context(b, method, request_id, "stream"),
-        )
+        return wrap_handler(handler, lambda b: _with_call_context(b, method, request_id))
 
 
 class ErrorMappedServicer:
     """Proxy giving a servicer the interceptor's error mapping, for ``grpc_testing`` tests.
 
     ``grpc_testing`` runs servicers without interceptors; wrapping with the same functions
-    the interceptor uses lets unit tests observe the real status mapping.
+    the interceptor uses lets unit tests observe the real status mapping. Unary methods only
+    (streams are tested against a real server).
     """
 
-    def __init__(self, servicer: object, *, streaming: frozenset[str] = frozenset()) -> None:
+    def __init__(self, servicer: object) -> None:
         self._servicer = servicer
-        self._streaming = streaming
 
     def __getattr__(self, name: str) -> Any:
         behavior = getattr(self._servicer, name)
-        if is_async(behavior):  # grpc_testing calls behaviours synchronously
+        if inspect.iscoroutinefunction(behavior):  # grpc_testing calls behaviours synchronously
             coroutine = behavior
 
             def behavior(request: Any, context: Any) -> Any:
                 return asyncio.run(coroutine(request, context))
 
-        return (map_errors_stream if name in self._streaming else map_errors_unary)(behavior)
+        return map_errors_unary(behavior)

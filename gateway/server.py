@@ -1,17 +1,20 @@
 """Wiring: one gateway process = registry + policy engine + ledger + keys behind a gRPC server.
 
-``create_server`` binds (port 0 in tests) and returns ``(server, port)``; ``serve`` runs until
+``create_server`` binds (port 0 in tests) and returns a ``BoundServer``; ``serve`` runs until
 SIGINT/SIGTERM, then stops accepting calls, lets in-flight ones finish within the grace
-period, and closes the ledger last so every acknowledged decision is durable.
+period, cancels the rest, waits for pool steps in flight, and closes the ledger last so every
+acknowledged decision is durable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -20,7 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway.database import open_engine
-from gateway.errors import GatewayError
+from gateway.errors import AddressInUseError, GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.outbox import Outbox, OutboxStore
 from gateway.outbox.store import KEY_RING as OUTBOX_KEY_RING
@@ -142,17 +145,35 @@ class Gateway:
         self.registry.close()
 
 
-async def create_server(
-    gateway: Gateway,
-) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+@dataclass(frozen=True, kw_only=True)
+class BoundServer:
+    """A bound (not yet started) grpc.aio server and what its shutdown needs."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    pool: ThreadPoolExecutor
+
+    async def stop(self, grace_s: float | None) -> None:
+        """Report NOT_SERVING, refuse new calls, let calls in flight finish within
+        ``grace_s`` and cancel the rest, then wait for pool steps already running (a started
+        ledger append commits; no stream step is left half done when the ledger closes)."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+        await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(self.pool.shutdown, wait=True, cancel_futures=True)
+        )
+
+
+async def create_server(gateway: Gateway) -> BoundServer:
     """Build and bind (not start) the grpc.aio server for ``gateway`` on the running loop.
 
-    ``Share`` and ``Evaluate`` run on the event loop (waiting for the ledger's group commit
-    costs no thread); every other RPC runs in a pool of ``worker_threads`` threads.
+    ``Share``, ``Evaluate`` and every streaming RPC run on the event loop (waiting for the
+    ledger's group commit or for the caller costs no thread); blocking steps of streams and
+    every other RPC run in a pool of ``worker_threads`` threads (ADR 0005, 0006).
 
-    Returns:
-        The server, the bound port (useful with ``listen = "127.0.0.1:0"``) and the health
-        servicer (to flip to NOT_SERVING on shutdown).
+    Raises:
+        AddressInUseError: ``listen`` cannot be bound (another process has it).
     """
     settings = gateway.settings
     tokens = TokenStore.from_file(settings.tokens_file) if settings.tokens_file else None
@@ -168,7 +189,8 @@ async def create_server(
             CallInterceptor(),
             AuthInterceptor(authenticator=authenticator, on_refused=gateway.record_refusal),
         ],
-        options=[*server_options(settings.limits), ("grpc.so_reuseport", 1)],
+        # A busy port is an error, never a second server silently sharing it.
+        options=[*server_options(settings.limits), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
     )
     # Registry reads on SQLite and the embedded engine take microseconds: on the loop.
@@ -180,14 +202,17 @@ async def create_server(
             limits=settings.limits,
             outbox=gateway.outbox,
             blocking=None if on_loop else pool,
+            bulk=pool,
         ),
         server,
     )
     if gateway.outbox is not None:
         partner_pb2_grpc.add_PartnerServiceServicer_to_server(
-            PartnerServicer(outbox=gateway.outbox), server
+            PartnerServicer(outbox=gateway.outbox, executor=pool), server
         )
-    audit_pb2_grpc.add_AuditServiceServicer_to_server(AuditServicer(ledger=gateway.ledger), server)
+    audit_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditServicer(ledger=gateway.ledger, executor=pool), server
+    )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(registry=gateway.registry, engine=gateway.engine, ledger=gateway.ledger),
         server,
@@ -206,12 +231,25 @@ async def create_server(
     reflection.enable_server_reflection(
         [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
-    credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(settings.listen)
-    else:
-        port = server.add_secure_port(settings.listen, credentials)
-    return server, port, health_servicer
+    port = _bind(server, settings.listen, server_credentials(settings))
+    return BoundServer(server=server, port=port, health=health_servicer, pool=pool)
+
+
+def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Bind ``address``; returns the port (the chosen one for port 0).
+
+    Raises:
+        AddressInUseError: the address is taken (or not local): the one-line start error.
+    """
+    try:
+        if credentials is None:
+            return server.add_insecure_port(address)
+        return server.add_secure_port(address, credentials)
+    except RuntimeError as e:  # grpc: "Failed to bind to address ..."
+        raise AddressInUseError(
+            f"cannot listen on {address}: the address is in use by another process "
+            "or not available on this host",
+        ) from e
 
 
 def with_dev_pki(settings: Settings) -> Settings:
@@ -259,7 +297,11 @@ def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings) -> None:
     gateway = Gateway.open(settings)
-    server, port, health_servicer = await create_server(gateway)
+    try:
+        bound = await create_server(gateway)
+    except GatewayError:
+        gateway.close()
+        raise
     tune_gc()
     watcher = None
     if settings.policy.watch_interval_s > 0:
@@ -277,11 +319,11 @@ async def _serve(settings: Settings) -> None:
             name="checkpointer",
             daemon=True,
         ).start()
-    await server.start()
+    await bound.server.start()
     host = settings.listen.rpartition(":")[0]
     _log.info(
         "gateway.serving",
-        address=f"{host}:{port}",
+        address=f"{host}:{bound.port}",
         tls=server_credentials(settings) is not None,
         policy_revision=gateway.engine.revision,
         ledger_size=gateway.ledger.size,
@@ -293,8 +335,7 @@ async def _serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, _on_signal, signum, stopping)
     await stopping.wait()
     stop.set()
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.grace_period_s)
+    await bound.stop(settings.grace_period_s)
     if watcher is not None:
         watcher.stop()
     gateway.ledger.checkpoint()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import grpc
 
 from gateway.security.tls import channel_credentials
-from gateway.server import Gateway, create_server, with_dev_pki
+from gateway.server import BoundServer, Gateway, create_server, with_dev_pki
 from gateway.settings import Settings
 
 _T = TypeVar("_T")
@@ -45,9 +45,16 @@ class RunningGateway:
     """A started gateway: its parts, its port and a way to open client channels."""
 
     gateway: Gateway
-    server: grpc.aio.Server
-    port: int
+    bound: BoundServer
     pki: Path
+
+    @property
+    def server(self) -> grpc.aio.Server:
+        return self.bound.server
+
+    @property
+    def port(self) -> int:
+        return self.bound.port
 
     @property
     def address(self) -> str:
@@ -77,12 +84,12 @@ def running_gateway(data_dir: Path, **overrides: Any) -> Iterator[RunningGateway
     gateway = Gateway.open(settings)
     loop = LoopThread()
     try:
-        server, port, _health = loop.run(create_server(gateway))
-        loop.run(server.start())
+        bound = loop.run(create_server(gateway))
+        loop.run(bound.server.start())
         try:
-            yield RunningGateway(gateway=gateway, server=server, port=port, pki=data_dir / "pki")
+            yield RunningGateway(gateway=gateway, bound=bound, pki=data_dir / "pki")
         finally:
-            loop.run(server.stop(None))
+            loop.run(bound.stop(None))
     finally:
         loop.close()
         gateway.close()

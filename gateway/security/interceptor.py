@@ -3,24 +3,24 @@
 ``intercept_service`` sees only the method name and metadata, not the TLS peer, so the
 interceptor wraps the handler's behaviour: the wrapper reads ``context.auth_context()``,
 authenticates, checks the authorization table and only then runs the real behaviour with the
-principal bound. A plain behaviour (run in the server's thread pool) runs in a copied
-``contextvars.Context`` (``principal_context``), and so does every step of a response stream,
-so the binding never leaks into another call on the worker thread; a coroutine behaviour
-(``Share``, ``Evaluate``) runs in its call's own asyncio task, whose context is its own.
+principal bound. A plain unary behaviour (run in the server's thread pool) runs in a copied
+``contextvars.Context`` (``principal_context``), so the binding never leaks into another call
+on the worker thread; a coroutine or async-generator behaviour (``Share``, every stream) runs
+in its call's own asyncio task, whose context is its own.
 
-Refusals: no identity -> UNAUTHENTICATED; wrong role or unknown RPC -> PERMISSION_DENIED.
+Refusals: no identity -> UNAUTHENTICATED; a role no rule allows -> PERMISSION_DENIED.
 Each is passed to ``on_refused(principal, method, error)`` (the server writes it to the ledger
 as a refused attempt), then raised as the ``GatewayError``: install this interceptor *after*
 ``gateway.interceptors.CallInterceptor``, the one place errors become statuses.
-Unregistered methods are refused the same way (never UNIMPLEMENTED to an unauthenticated
-caller).
+Unregistered methods are left to grpc: UNIMPLEMENTED, nothing recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-from collections.abc import Awaitable, Callable, Iterator
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -70,13 +70,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
         ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method: str = handler_call_details.method
         metadata = tuple(handler_call_details.invocation_metadata or ())
         handler = await continuation(handler_call_details)
         if handler is None:
-            # Unregistered: refuse after authenticating, with raw bytes in and out.
-            return grpc.stream_stream_rpc_method_handler(self._refuse_unknown(method, metadata))
+            # Not served here: grpc answers UNIMPLEMENTED (what grpcurl's reflection fallback
+            # expects). Nothing is recorded: no service was reached, no data is behind it.
+            return None
         return _wrap(
             handler,
             lambda context: self._admit(method, metadata, context),
@@ -149,20 +150,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             except Exception:  # the refusal stands even if recording it fails
                 _log.exception("auth.refusal_not_recorded", method=method, reason=error.reason)
 
-    def _refuse_unknown(
-        self, method: str, metadata: Any
-    ) -> Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[bytes]]:
-        def behaviour(_requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
-            principal = self._admit(method, metadata, context)  # refuses unless authorized
-            # An authorized caller of an unregistered method (a table rule without a service).
-            self._refuse(
-                principal,
-                method,
-                PermissionDeniedError(f"unknown RPC {method}", reason="auth.unknown_rpc"),
-            )
-
-        return behaviour
-
 
 def _wrap(
     handler: grpc.RpcMethodHandler[Any, Any],
@@ -174,12 +161,17 @@ def _wrap(
     The rebuilt handler receives raw bytes and deserializes only *after* ``admit``: an
     unauthenticated caller never reaches the protobuf parser, and a malformed message from an
     authorized caller is INVALID_ARGUMENT instead of gRPC's INTERNAL.
+
+    Raises:
+        TypeError: a streaming behaviour that is not an async generator (ADR 0006).
     """
     parse = _parser(handler.request_deserializer)
     unary_request = not handler.request_streaming
 
     def request_of(raw: Any) -> Any:
-        return parse(raw) if unary_request else (parse(m) for m in raw)
+        if unary_request:
+            return parse(raw)
+        return _parse_each(parse, raw)  # grpc.aio hands an async behaviour an async iterator
 
     def unary_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         if is_async(behaviour):
@@ -191,6 +183,9 @@ def _wrap(
 
             return wrapped_async
 
+        if not unary_request:
+            raise TypeError(f"request-streaming behaviour {behaviour!r} must be async")
+
         def wrapped(raw: Any, context: grpc.ServicerContext) -> Any:
             principal = admit(context)
             return principal_context(principal).run(behaviour, request_of(raw), context)
@@ -198,11 +193,17 @@ def _wrap(
         return wrapped
 
     def stream_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapped(raw: Any, context: grpc.ServicerContext) -> Iterator[Any]:
-            principal = admit(context)  # eager: refuse before the first response
-            ctx = principal_context(principal)
-            responses = ctx.run(behaviour, request_of(raw), context)
-            return _iterate_in(ctx, iter(responses))
+        if not inspect.isasyncgenfunction(behaviour):
+            raise TypeError(f"streaming behaviour {behaviour!r} must be an async generator")
+
+        # The outer CallInterceptor closes this generator in the call's own task (``aclose``),
+        # so the binding is undone in the context that made it.
+        async def wrapped(raw: Any, context: Any) -> AsyncIterator[Any]:
+            principal = await admit_async(context)  # eager: refuse before the first response
+            with bind_principal(principal):
+                async with contextlib.aclosing(behaviour(request_of(raw), context)) as responses:
+                    async for response in responses:
+                        yield response
 
         return wrapped
 
@@ -215,6 +216,13 @@ def _wrap(
         return grpc.unary_stream_rpc_method_handler(stream_response(handler.unary_stream), **kw)
     assert handler.stream_stream is not None
     return grpc.stream_stream_rpc_method_handler(stream_response(handler.stream_stream), **kw)
+
+
+async def _parse_each(
+    parse: Callable[[bytes], Any], raw: AsyncIterator[bytes]
+) -> AsyncIterator[Any]:
+    async for message in raw:
+        yield parse(message)
 
 
 def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
@@ -230,18 +238,3 @@ def _parser(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], An
             ) from e
 
     return parse
-
-
-def _iterate_in(ctx: contextvars.Context, responses: Iterator[Any]) -> Iterator[Any]:
-    """Yield from ``responses``, running every step inside ``ctx`` (principal bound)."""
-    try:
-        while True:
-            try:
-                item = ctx.run(next, responses)
-            except StopIteration:
-                return
-            yield item
-    finally:
-        close = getattr(responses, "close", None)
-        if close is not None:
-            ctx.run(close)

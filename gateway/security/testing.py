@@ -11,7 +11,7 @@ generated code, health, and raw-bytes handlers for ``PartnerService/Pull`` and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +88,8 @@ class _Share(share_pb2_grpc.ShareServiceServicer):
     def Share(self, request: Any, context: Any) -> Any:
         return share_pb2.ShareResponse(request_id=current_principal().id)
 
-    def ShareStream(self, request_iterator: Any, context: Any) -> Iterator[Any]:
-        for _ in request_iterator:
+    async def ShareStream(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+        async for _ in request_iterator:
             yield share_pb2.ShareStreamResponse(
                 summary=share_pb2.ShareResponse(request_id=current_principal().id)
             )

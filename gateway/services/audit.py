@@ -8,8 +8,10 @@ id is accepted as a filter and never returned.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
 from datetime import UTC as _UTC
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -26,11 +28,14 @@ from gateway.auditing import (
 )
 from gateway.errors import InvalidRequestError
 from gateway.security.limits import require_deadline
+from gateway.streaming import in_pool
 from ledger import Ledger, StoredEntry
 from ledger.log import MAX_QUERY_LIMIT
 from partner_gateway.v1 import audit_pb2, audit_pb2_grpc
 
 DEFAULT_PAGE_SIZE = 100
+#: Entries read (one ledger query) per step of StreamDisclosures.
+STREAM_BATCH = 500
 _DECISIONS = frozenset({"ALLOW", "DENY"})
 
 
@@ -117,10 +122,15 @@ def receipt_document_from_message(receipt: audit_pb2.Receipt) -> dict[str, objec
 
 
 class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
-    """The auditor's read-only view of the ledger."""
+    """The auditor's read-only view of the ledger.
 
-    def __init__(self, *, ledger: Ledger) -> None:
+    ``StreamDisclosures`` runs on the event loop and reads ``STREAM_BATCH`` entries per step
+    in a thread of ``executor``, so a caller that goes away holds no thread (ADR 0006).
+    """
+
+    def __init__(self, *, ledger: Ledger, executor: Executor) -> None:
         self._ledger = ledger
+        self._executor = executor
 
     def QueryDisclosures(
         self, request: audit_pb2.QueryDisclosuresRequest, context: grpc.ServicerContext
@@ -141,14 +151,19 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
             next_page_token="" if next_cursor is None else str(next_cursor),
         )
 
-    def StreamDisclosures(
-        self, request: audit_pb2.StreamDisclosuresRequest, context: grpc.ServicerContext
-    ) -> Iterator[audit_pb2.LedgerEntry]:
+    async def StreamDisclosures(
+        self,
+        request: audit_pb2.StreamDisclosuresRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[audit_pb2.LedgerEntry]:
         require_deadline(context)
-        flt = filter_from_message(request.filter)
-        for stored in iter_entries(
-            self._ledger, flt, after_index=parse_page_token(request.page_token)
-        ):
+        entries = iter_entries(
+            self._ledger,
+            filter_from_message(request.filter),
+            after_index=parse_page_token(request.page_token),
+            batch=STREAM_BATCH,
+        )
+        async for stored in in_pool(entries, self._executor, batch=STREAM_BATCH):
             yield entry_message(stored)
 
     def GetReceipt(

@@ -7,8 +7,10 @@ left out at pull time are only counted, never named.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
 from datetime import datetime
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -19,6 +21,7 @@ from gateway.security.identity import current_principal
 from gateway.security.limits import require_deadline
 from gateway.services.share import STREAM_CHUNK_RECORDS, receipt_message
 from gateway.sharing import DisclosedRecord
+from gateway.streaming import in_pool
 from partner_gateway.v1 import partner_pb2, partner_pb2_grpc, share_pb2
 
 SERVICE = "/partner_gateway.v1.PartnerService/"
@@ -66,14 +69,20 @@ def item_messages(
 
 
 class PartnerServicer(partner_pb2_grpc.PartnerServiceServicer):
-    """Pull and Ack over the ``Outbox`` workflow."""
+    """Pull and Ack over the ``Outbox`` workflow.
 
-    def __init__(self, *, outbox: Outbox) -> None:
+    ``Pull`` runs on the event loop; each staged share is decided, recorded and marked
+    delivered in a thread of ``executor`` (one step per share), then its messages are sent
+    from the loop, so a caller that goes away holds no thread (ADR 0006).
+    """
+
+    def __init__(self, *, outbox: Outbox, executor: Executor) -> None:
         self._outbox = outbox
+        self._executor = executor
 
-    def Pull(
-        self, request: partner_pb2.PullRequest, context: grpc.ServicerContext
-    ) -> Iterator[partner_pb2.OutboxItem]:
+    async def Pull(
+        self, request: partner_pb2.PullRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[partner_pb2.OutboxItem]:
         require_deadline(context)
         after = parse_cursor(request.cursor)
         pulled = self._outbox.pull(
@@ -83,9 +92,10 @@ class PartnerServicer(partner_pb2_grpc.PartnerServiceServicer):
             request_id=current_request_id(),
             rpc=SERVICE + "Pull",
         )
-        for item in pulled:
+        async for item in in_pool(pulled, self._executor):
             # The ledger entry of this item is committed; only now do its records leave.
-            yield from item_messages(item)
+            for message in item_messages(item):
+                yield message
 
     def Ack(
         self, request: partner_pb2.AckRequest, context: grpc.ServicerContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
@@ -121,7 +121,9 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
     loop, where a share waits for its ledger commit without holding a thread (group commit
     batches every call in flight). With ``blocking`` set (a PostgreSQL registry or an OPA
     server: network round trips), the decision runs there instead of on the loop.
-    ``ShareStream`` (bulk) runs in the server's thread pool.
+    ``ShareStream`` (bulk) is an async generator on the loop: chunks are read there, the
+    order and its decision are built in ``bulk`` (the server's thread pool; ``None``: the
+    loop's default executor), the commit is awaited on the loop (ADR 0006).
     """
 
     def __init__(
@@ -131,11 +133,13 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         limits: LimitsSettings,
         outbox: Outbox | None = None,
         blocking: Executor | None = None,
+        bulk: Executor | None = None,
     ) -> None:
         self._sharing = sharing
         self._limits = limits
         self._outbox = outbox
         self._blocking = blocking
+        self._bulk = bulk
 
     def _stage(self, order: ShareOrder, rpc: str) -> Outcome:
         """DELIVERY_MODE_OUTBOX: decide and record now, stage for the partner's pull (R17)."""
@@ -150,11 +154,12 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             raise refusal(outcome)
         return outcome
 
-    async def _in_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run blocking ``fn`` in a worker thread, with this call's context (principal, id)."""
+    @staticmethod
+    async def _in_thread(executor: Executor | None, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run blocking ``fn`` in ``executor``, with this call's context (principal, id)."""
         ctx = contextvars.copy_context()
         return await asyncio.get_running_loop().run_in_executor(
-            self._blocking, functools.partial(ctx.run, fn, *args)
+            executor, functools.partial(ctx.run, fn, *args)
         )
 
     async def Share(
@@ -163,7 +168,9 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         check_request(request, self._limits)
         if request.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
             # Staged: the response carries the decision and the staging receipt, no records.
-            outcome = await self._in_thread(self._stage, order_from_request(request), "Share")
+            outcome = await self._in_thread(
+                self._blocking, self._stage, order_from_request(request), "Share"
+            )
             return response_message(outcome, with_records=False)
         outcome = await self._sharing.share_async(
             order_from_request(request),
@@ -184,20 +191,26 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         if self._blocking is None:
             outcome = self._sharing.evaluate(order, current_principal())
         else:
-            outcome = await self._in_thread(self._sharing.evaluate, order, current_principal())
+            outcome = await self._in_thread(
+                self._blocking, self._sharing.evaluate, order, current_principal()
+            )
         return share_pb2.EvaluateResponse(
             decision=decision_message(outcome), request_id=current_request_id()
         )
 
-    def ShareStream(
-        self, request_iterator: Iterator[share_pb2.ShareChunk], context: grpc.ServicerContext
-    ) -> Iterator[share_pb2.ShareStreamResponse]:
+    async def ShareStream(
+        self,
+        request_iterator: AsyncIterator[share_pb2.ShareChunk],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[share_pb2.ShareStreamResponse]:
         require_deadline(context)
         budget = StreamBudget(limits=self._limits)
         header: share_pb2.ShareRequest | None = None
         records: list[share_pb2.Record] = []
-        for i, chunk in enumerate(request_iterator):
-            if i == 0:
+        # Chunks are read on the loop: a caller that stops sending, cancels or lets its
+        # deadline lapse is dropped here, holding no thread (ADR 0006).
+        async for chunk in request_iterator:
+            if header is None:
                 if not chunk.HasField("header"):
                     raise InvalidRequestError(
                         "the first ShareChunk must carry the header", reason="request.stream_header"
@@ -213,17 +226,21 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
             records.extend(chunk.records)
         if header is None:
             raise InvalidRequestError("empty stream: no header", reason="request.stream_header")
+        loop = asyncio.get_running_loop()
+        # A bulk order and its decision are CPU work of many records: in the pool, in steps.
+        order = await loop.run_in_executor(self._bulk, order_from_request, header, records)
         if header.delivery == share_pb2.DELIVERY_MODE_OUTBOX:
-            outcome = self._stage(order_from_request(header, records), "ShareStream")
+            outcome = await self._in_thread(self._bulk, self._stage, order, "ShareStream")
             yield share_pb2.ShareStreamResponse(
                 summary=response_message(outcome, with_records=False)
             )
             return
-        outcome = self._sharing.share(
-            order_from_request(header, records),
+        outcome = await self._sharing.share_async(
+            order,
             current_principal(),
             request_id=current_request_id(),
             rpc=SERVICE + "ShareStream",
+            executor=self._bulk,
         )
         if not outcome.decision.allow:
             raise refusal(outcome)

@@ -93,13 +93,17 @@ def test_admin_can_reload_but_not_share(pki: PKI, mtls_server: RunningServer) ->
         assert _code(lambda: _share(ch)) == grpc.StatusCode.PERMISSION_DENIED
 
 
-def test_unknown_rpc_is_denied(pki: PKI, mtls_server: RunningServer) -> None:
-    """A method missing from the table (and from the server) is PERMISSION_DENIED."""
+def test_unknown_rpc_is_unimplemented_and_not_recorded(
+    pki: PKI, mtls_server: RunningServer
+) -> None:
+    """A method the server does not serve is UNIMPLEMENTED (grpcurl's fallback), unrecorded."""
+    before = len(mtls_server.refusals.calls)
     with mtls_server.channel(pki=pki, client=pki.clients["admin-ops"]) as ch:
         code = _code(lambda: _raw(ch, "/partner_gateway.v1.AdminService/DropEverything"))
-        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert code == grpc.StatusCode.UNIMPLEMENTED
         code = _code(lambda: _raw(ch, "/partner_gateway.v1.ShadowService/Share"))
-        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+    assert len(mtls_server.refusals.calls) == before
 
 
 def test_unregistered_partner_certificate_is_unauthenticated(
