@@ -219,7 +219,7 @@ def _with_call_context(
 
     Raises:
         TypeError: a plain generator: grpc.aio would run it in one pool thread for the
-            stream's whole life, and that thread is lost when the caller goes away (ADR 0006).
+            stream's whole life, and that thread is lost when the caller goes away (ADR 0007).
     """
     status = _CallStatus()
 
@@ -257,7 +257,7 @@ def wrap_handler(
     """Return ``handler`` with its behaviour replaced by ``wrap(behaviour)``.
 
     Raises:
-        TypeError: a streaming behaviour that is not an async generator (ADR 0006).
+        TypeError: a streaming behaviour that is not an async generator (ADR 0007).
     """
     replace: Any = handler._replace  # type: ignore[attr-defined]  # a namedtuple underneath
     if handler.unary_unary:

@@ -1,5 +1,5 @@
 """Streaming RPCs on the event loop: blocking steps in the pool, nothing held in between
-(ADR 0006).
+(ADR 0007).
 
 Every streaming handler is an async generator that grpc.aio runs on its event loop. Its
 blocking work (database reads, a ledger commit it must wait for) runs in the server's thread

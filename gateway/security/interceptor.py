@@ -163,7 +163,7 @@ def _wrap(
     authorized caller is INVALID_ARGUMENT instead of gRPC's INTERNAL.
 
     Raises:
-        TypeError: a streaming behaviour that is not an async generator (ADR 0006).
+        TypeError: a streaming behaviour that is not an async generator (ADR 0007).
     """
     parse = _parser(handler.request_deserializer)
     unary_request = not handler.request_streaming

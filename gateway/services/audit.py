@@ -125,7 +125,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     """The auditor's read-only view of the ledger.
 
     ``StreamDisclosures`` runs on the event loop and reads ``STREAM_BATCH`` entries per step
-    in a thread of ``executor``, so a caller that goes away holds no thread (ADR 0006).
+    in a thread of ``executor``, so a caller that goes away holds no thread (ADR 0007).
     """
 
     def __init__(self, *, ledger: Ledger, executor: Executor) -> None:

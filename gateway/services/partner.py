@@ -73,7 +73,7 @@ class PartnerServicer(partner_pb2_grpc.PartnerServiceServicer):
 
     ``Pull`` runs on the event loop; each staged share is decided, recorded and marked
     delivered in a thread of ``executor`` (one step per share), then its messages are sent
-    from the loop, so a caller that goes away holds no thread (ADR 0006).
+    from the loop, so a caller that goes away holds no thread (ADR 0007).
     """
 
     def __init__(self, *, outbox: Outbox, executor: Executor) -> None:

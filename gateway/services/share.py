@@ -123,7 +123,7 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
     server: network round trips), the decision runs there instead of on the loop.
     ``ShareStream`` (bulk) is an async generator on the loop: chunks are read there, the
     order and its decision are built in ``bulk`` (the server's thread pool; ``None``: the
-    loop's default executor), the commit is awaited on the loop (ADR 0006).
+    loop's default executor), the commit is awaited on the loop (ADR 0007).
     """
 
     def __init__(
@@ -208,7 +208,7 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         header: share_pb2.ShareRequest | None = None
         records: list[share_pb2.Record] = []
         # Chunks are read on the loop: a caller that stops sending, cancels or lets its
-        # deadline lapse is dropped here, holding no thread (ADR 0006).
+        # deadline lapse is dropped here, holding no thread (ADR 0007).
         async for chunk in request_iterator:
             if header is None:
                 if not chunk.HasField("header"):

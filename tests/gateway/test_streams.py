@@ -1,4 +1,4 @@
-"""Streams hold no thread (ADR 0006): the attacks of issue 13 against a real server.
+"""Streams hold no thread (ADR 0007): the attacks of issue 13 against a real server.
 
 Each attack opens 100 streams of one kind and abandons them: cancelled after the first
 message, left unread or unsent until the deadline lapses, or broken by an oversized chunk.
