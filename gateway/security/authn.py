@@ -10,8 +10,14 @@ Two methods, checked in this order:
 2. **Bearer token** in ``authorization: Bearer <token>`` metadata, checked against stored
    hashes (``gateway.security.tokens``).
 
-If both are presented they must name the same principal. A partner principal must be a
-registered partner (``partner_exists``), otherwise the caller is unknown.
+If both are presented they must name the same principal, with one exception: a *console*
+certificate (``spiffe://<trust-domain>/console/<name>``, the auditor web console, ADR 0006)
+authenticates nothing by itself; it must carry an auditor's bearer token, and the call acts
+as that auditor with ``via = console:<name>``. A compromised console thus holds no standing
+read access: it can read only while an auditor's token is in its hands.
+
+A partner principal must be a registered partner (``partner_exists``), otherwise the caller
+is unknown.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ _KIND_ROLE: Mapping[str, tuple[Role, str]] = {
     "service": (Role.SERVICE, "svc"),
     "auditor": (Role.AUDITOR, "auditor"),
     "admin": (Role.ADMIN, "admin"),
+    "console": (Role.CONSOLE, "console"),
 }
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
@@ -56,6 +63,25 @@ def principal_from_spiffe_id(uri: str, *, trust_domain: str) -> Principal | None
         role=role,
         partner_id=name if role is Role.PARTNER else None,
     )
+
+
+def _delegated(*, console: Principal, token: Principal | None) -> Principal:
+    """The auditor whose token the console carries, marked as coming ``via`` the console.
+
+    Raises:
+        UnauthenticatedError: no token, or a token of another role than auditor.
+    """
+    if token is None:
+        raise UnauthenticatedError(
+            "a console certificate must carry an auditor's bearer token",
+            reason="auth.console_without_token",
+        )
+    if token.role is not Role.AUDITOR:
+        raise UnauthenticatedError(
+            "a console may carry only an auditor's bearer token",
+            reason="auth.console_non_auditor_token",
+        )
+    return Principal(id=token.id, role=Role.AUDITOR, via=console.id)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -98,6 +124,8 @@ class Authenticator:
         """
         from_cert = self._from_certificate(auth_context)
         from_token = self._from_token(metadata)
+        if from_cert is not None and from_cert.role is Role.CONSOLE:
+            return _delegated(console=from_cert, token=from_token)
         if from_cert is not None and from_token is not None and from_cert != from_token:
             raise UnauthenticatedError(
                 "certificate and bearer token name different principals",

@@ -3,7 +3,7 @@
 Not for production: keys are EC P-256, generated in process, and written to disk with
 owner-only permissions. Every client certificate carries exactly one SPIFFE-style SAN URI
 ``spiffe://<trust-domain>/<kind>/<name>`` (``kind`` one of ``partner``, ``service``,
-``auditor``, ``admin``); that URI, not the CN, is what the gateway authenticates
+``auditor``, ``admin``, ``console``); that URI, not the CN, is what the gateway authenticates
 (``gateway.security.authn``). The server certificate covers ``localhost`` and ``127.0.0.1``.
 """
 
@@ -26,7 +26,9 @@ DEMO_PARTNERS: tuple[str, ...] = ("logiship", "adco", "admetrics", "shopmall", "
 DEMO_SERVICES: tuple[str, ...] = ("checkout",)
 DEMO_AUDITORS: tuple[str, ...] = ("audit-team",)
 DEMO_ADMINS: tuple[str, ...] = ("ops",)
-IDENTITY_KINDS: tuple[str, ...] = ("partner", "service", "auditor", "admin")
+# The auditor web console's certificate (``console-web``): it only carries auditors' tokens.
+DEMO_CONSOLES: tuple[str, ...] = ("web",)
+IDENTITY_KINDS: tuple[str, ...] = ("partner", "service", "auditor", "admin", "console")
 
 _ONE_DAY = dt.timedelta(days=1)
 
@@ -215,6 +217,7 @@ def init_dev_pki(
     services: Iterable[str] = DEMO_SERVICES,
     auditors: Iterable[str] = DEMO_AUDITORS,
     admins: Iterable[str] = DEMO_ADMINS,
+    consoles: Iterable[str] = DEMO_CONSOLES,
     server_hosts: Sequence[str] = ("localhost", "127.0.0.1"),
     trust_domain: str = DEFAULT_TRUST_DOMAIN,
 ) -> list[Path]:
@@ -243,6 +246,7 @@ def init_dev_pki(
         ("service", services),
         ("auditor", auditors),
         ("admin", admins),
+        ("console", consoles),
     ):
         for name in names:
             written += ca.issue_client(kind=kind, name=name).write(directory, f"{kind}-{name}")

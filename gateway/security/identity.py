@@ -21,6 +21,9 @@ class Role(enum.StrEnum):
     PARTNER = "partner"  # a partner integration: Pull and Ack of its own outbox
     AUDITOR = "auditor"  # AuditService, read-only
     ADMIN = "admin"  # registry, consents, policy reload
+    # The auditor web console (ADR 0006): its certificate alone may call nothing; it only
+    # carries a logged-in auditor's bearer token, and the call then acts as that auditor.
+    CONSOLE = "console"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -31,11 +34,13 @@ class Principal:
         id: Stable principal id, e.g. ``svc:checkout`` or ``partner:adco``.
         role: What the principal may do.
         partner_id: For ``Role.PARTNER``, the registered partner it acts for.
+        via: The console that carried this auditor's token (``console:<name>``), if any.
     """
 
     id: str
     role: Role
     partner_id: str | None = None
+    via: str | None = None
 
 
 _current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(

@@ -98,6 +98,8 @@ def mint_token(
         raise ConfigError("a partner token needs partner_id")
     if role is not Role.PARTNER and partner_id:
         raise ConfigError("partner_id is only for partner tokens")
+    if role is Role.CONSOLE:
+        raise ConfigError("a console is identified by its certificate, never by a token")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     record: dict[str, object] = {
         "sha256": hash_token(token).hex(),
@@ -146,6 +148,8 @@ def _read_entries(path: Path) -> list[TokenEntry]:
                 raise ValueError("sha256 must be 32 bytes")
             if role is Role.PARTNER and not partner_id:
                 raise ValueError("partner token without partner_id")
+            if role is Role.CONSOLE:
+                raise ValueError("console identities are certificates, not tokens")
             principal = Principal(
                 id=str(item["principal_id"]),
                 role=role,

@@ -4,6 +4,10 @@ and the subject report ("who got my data", §五).
 Entries come back as stored: the canonical bytes (so an auditor can recompute leaf hashes)
 and decoded fields. Subjects appear only as ledger pseudonyms inside ``data``; a clear subject
 id is accepted as a filter and never returned.
+
+Every read is logged (``audit.read``) with the auditor who made it and, for a page view of
+the web console, the console it came ``via`` (ADR 0006): who looked at the history is itself
+on record. The log names no subject id and no filter value.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from datetime import UTC as _UTC
 from typing import Any
 
 import grpc
+import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auditing import (
@@ -27,6 +32,7 @@ from gateway.auditing import (
     subject_report,
 )
 from gateway.errors import InvalidRequestError
+from gateway.security.identity import current_principal
 from gateway.security.limits import require_deadline
 from gateway.streaming import in_pool
 from ledger import Ledger, StoredEntry
@@ -37,6 +43,13 @@ DEFAULT_PAGE_SIZE = 100
 #: Entries read (one ledger query) per step of StreamDisclosures.
 STREAM_BATCH = 500
 _DECISIONS = frozenset({"ALLOW", "DENY"})
+_log = structlog.get_logger("gateway.audit")
+
+
+def _log_read(rpc: str, **what: object) -> None:
+    """Record who read what kind of thing (never a subject id or filter value)."""
+    caller = current_principal()
+    _log.info("audit.read", rpc=rpc, principal=caller.id, via=caller.via, **what)
 
 
 def _timestamp(t: object) -> Timestamp:
@@ -135,6 +148,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def QueryDisclosures(
         self, request: audit_pb2.QueryDisclosuresRequest, context: grpc.ServicerContext
     ) -> audit_pb2.QueryDisclosuresResponse:
+        _log_read("QueryDisclosures", subject_filter=bool(request.filter.subject_id))
         size = request.page_size or DEFAULT_PAGE_SIZE
         if size > MAX_QUERY_LIMIT:
             raise InvalidRequestError(
@@ -156,6 +170,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         request: audit_pb2.StreamDisclosuresRequest,
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[audit_pb2.LedgerEntry]:
+        _log_read("StreamDisclosures", subject_filter=bool(request.filter.subject_id))
         require_deadline(context)
         entries = iter_entries(
             self._ledger,
@@ -169,6 +184,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def GetReceipt(
         self, request: audit_pb2.GetReceiptRequest, context: grpc.ServicerContext
     ) -> audit_pb2.Receipt:
+        _log_read("GetReceipt", index=request.index)
         proven = prove_entry(self._ledger, request.index)
         return audit_pb2.Receipt(
             entry=entry_message(proven.entry),
@@ -180,6 +196,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def GetCheckpoint(
         self, request: audit_pb2.GetCheckpointRequest, context: grpc.ServicerContext
     ) -> audit_pb2.Checkpoint:
+        _log_read("GetCheckpoint")
         # Sign one covering the whole log if the log grew since the last (adds no entry).
         cp = covering_checkpoint(self._ledger, self._ledger.size)
         return audit_pb2.Checkpoint(
@@ -193,6 +210,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def GetConsistencyProof(
         self, request: audit_pb2.GetConsistencyProofRequest, context: grpc.ServicerContext
     ) -> audit_pb2.ConsistencyProof:
+        _log_read("GetConsistencyProof")
         proof = self._ledger.consistency_proof(request.old_size, request.new_size)
         return audit_pb2.ConsistencyProof(
             old_size=request.old_size, new_size=request.new_size, proof=proof
@@ -201,6 +219,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     def SubjectReport(
         self, request: audit_pb2.SubjectReportRequest, context: grpc.ServicerContext
     ) -> audit_pb2.SubjectReportResponse:
+        _log_read("SubjectReport")
         if not request.subject_id:
             raise InvalidRequestError("subject_id is required", reason="audit.subject_id_missing")
         report = subject_report(self._ledger, request.subject_id)

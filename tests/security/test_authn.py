@@ -113,3 +113,55 @@ def test_partner_token_without_partner_id_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="entry 0"):
         TokenStore.from_file(bad)
+
+
+def _console_auth(tmp_path: Path, role: Role, principal_id: str) -> tuple[Authenticator, str]:
+    tokens = tmp_path / "t.json"
+    token = mint_token(tokens, principal_id=principal_id, role=role)
+    return Authenticator(trust_domain=TD, verify_token=TokenStore.from_file(tokens).verify), token
+
+
+def test_console_certificate_acts_as_the_auditor_whose_token_it_carries(tmp_path: Path) -> None:
+    """A console certificate with an auditor's token is that auditor, marked via the console."""
+    auth, token = _console_auth(tmp_path, Role.AUDITOR, "auditor:alice")
+    cert = DevCA.create().issue_client(kind="console", name="web")
+    principal = auth.authenticate(
+        {"x509_pem_cert": [cert.cert_pem]}, (("authorization", f"Bearer {token}"),)
+    )
+    assert principal == Principal(id="auditor:alice", role=Role.AUDITOR, via="console:web")
+
+
+def test_console_certificate_alone_authenticates_nobody() -> None:
+    """Without a logged-in auditor's token a console certificate is UNAUTHENTICATED."""
+    cert = DevCA.create().issue_client(kind="console", name="web")
+    with pytest.raises(UnauthenticatedError) as info:
+        Authenticator(trust_domain=TD).authenticate({"x509_pem_cert": [cert.cert_pem]}, ())
+    assert info.value.reason == "auth.console_without_token"
+
+
+@pytest.mark.parametrize(
+    ("role", "principal_id"), [(Role.SERVICE, "svc:checkout"), (Role.ADMIN, "admin:ops")]
+)
+def test_console_cannot_carry_a_non_auditor_token(
+    tmp_path: Path, role: Role, principal_id: str
+) -> None:
+    """A console carrying a service or admin token is refused: it is for auditors only."""
+    auth, token = _console_auth(tmp_path, role, principal_id)
+    cert = DevCA.create().issue_client(kind="console", name="web")
+    with pytest.raises(UnauthenticatedError) as info:
+        auth.authenticate(
+            {"x509_pem_cert": [cert.cert_pem]}, (("authorization", f"Bearer {token}"),)
+        )
+    assert info.value.reason == "auth.console_non_auditor_token"
+
+
+def test_console_role_tokens_are_never_minted_nor_loaded(tmp_path: Path) -> None:
+    """The console role exists only as a certificate: no token can claim it."""
+    with pytest.raises(ConfigError):
+        mint_token(tmp_path / "t.json", principal_id="console:web", role=Role.CONSOLE)
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"tokens": [{"sha256": "00" * 32, "principal_id": "c", "role": "console"}]})
+    )
+    with pytest.raises(ConfigError, match="entry 0"):
+        TokenStore.from_file(bad)
