@@ -37,6 +37,13 @@ ENV_PREFIX = "SHARE_GATEWAY_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _host_port(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
+    return v
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -106,6 +113,34 @@ class OutboxSettings(_Section):
     retention_hours: float = Field(default=7 * 24, gt=0)
 
 
+class ConsoleSettings(_Section):
+    """The auditor web console (``share-gateway console``, ADR 0006): an AuditService client
+    over mTLS that holds no database credentials."""
+
+    listen: str = "127.0.0.1:8080"
+    # The gateway's gRPC address.
+    gateway: str = "localhost:50051"
+    # mTLS to the gateway. Unset: the dev PKI under data_dir/pki (ca.crt, console-web.*).
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # HTTPS for the console itself (cookies are then Secure); required unless listen is
+    # a loopback address.
+    https_cert_file: Path | None = None
+    https_key_file: Path | None = None
+    # A session ends after this long without a request, and in any case after session_max_s.
+    session_idle_s: float = Field(default=15 * 60, gt=0)
+    session_max_s: float = Field(default=8 * 3600, gt=0)
+    rpc_timeout_s: float = Field(default=10.0, gt=0)
+    # Refusals and charts read at most this many entries per view (a notice says so).
+    max_scan_entries: int = Field(default=100_000, gt=0)
+
+    @field_validator("listen", "gateway")
+    @classmethod
+    def _has_port(cls, v: str) -> str:
+        return _host_port(v)
+
+
 class Settings(BaseSettings):
     """All settings of one gateway process."""
 
@@ -132,14 +167,12 @@ class Settings(BaseSettings):
     policy: PolicySettings = PolicySettings()
     ledger: LedgerSettings = LedgerSettings()
     outbox: OutboxSettings = OutboxSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @field_validator("listen")
     @classmethod
     def _listen_has_port(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:50051")
-        return v
+        return _host_port(v)
 
     @field_validator("data_dir")
     @classmethod

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gateway.cli.console import console
 from gateway.cli.demo import demo, health
 from gateway.cli.serve import serve
 
@@ -16,6 +17,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="Partner data
 app.command()(serve)
 app.command()(demo)
 app.command()(health)
+app.command()(console)
 
 
 def _print_version(value: bool) -> None:

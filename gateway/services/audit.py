@@ -237,4 +237,5 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
                 for d in report
             ],
             recipients=recipients(report),
+            linkable=self._ledger.subject_pseudonym(request.subject_id) is not None,
         )

@@ -444,6 +444,11 @@ class SubjectReportResponse(_message.Message):
 
     DISCLOSURES_FIELD_NUMBER: _builtins.int
     RECIPIENTS_FIELD_NUMBER: _builtins.int
+    LINKABLE_FIELD_NUMBER: _builtins.int
+    linkable: _builtins.bool
+    """Erasure state: true while the ledger still holds the subject's salt, so its entries can
+    be found; false if the subject was never logged or was erased (salt deleted).
+    """
     @_builtins.property
     def disclosures(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubjectDisclosure]:
         """ALLOW entries in which the subject's data was disclosed, oldest first."""
@@ -457,10 +462,11 @@ class SubjectReportResponse(_message.Message):
         *,
         disclosures: _abc.Iterable[Global___SubjectDisclosure] | None = ...,
         recipients: _abc.Iterable[_builtins.str] | None = ...,
+        linkable: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disclosures", b"disclosures", "recipients", b"recipients"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disclosures", b"disclosures", "linkable", b"linkable", "recipients", b"recipients"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
