@@ -60,6 +60,7 @@ CSP = (
     "connect-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _DAY_CHOICES = (7, 30, 90, 365)
+_RECENT = 50  # entries the overview reads to find the policy revision in force
 _EM_DASH = "\u2014"
 
 
@@ -75,7 +76,7 @@ class SecurityHeaders:
         headers = {
             "content-security-policy": CSP,
             "x-content-type-options": "nosniff",
-            "referrer-policy": "no-referrer",
+            "referrer-policy": "same-origin",
             "x-frame-options": "DENY",
             "cross-origin-opener-policy": "same-origin",
             "cross-origin-resource-policy": "same-origin",
@@ -199,7 +200,10 @@ def create_app(
         context: Mapping[str, Any] | None = None,
         status_code: int = 200,
     ) -> Response:
-        ctx = {"csrf": session.csrf if session else "", "logged_in": bool(session and session.token)}
+        ctx = {
+            "csrf": session.csrf if session else "",
+            "logged_in": bool(session and session.token),
+        }
         ctx.update(context or {})
         ctx["nav"] = request.url.path
         return templates.TemplateResponse(request, name, ctx, status_code=status_code)
@@ -222,7 +226,7 @@ def create_app(
             try:
                 await audit().checkpoint(token)  # the gateway decides: an auditor's token?
             except grpc.RpcError as e:
-                code = e.code()  # type: ignore[attr-defined]
+                code = e.code()
                 if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                     error = "refused"
                 else:
@@ -246,13 +250,17 @@ def create_app(
     async def overview(request: Request) -> Response:
         session, token = logged_in(request)
         cp = await audit().checkpoint(token)
-        newest = None
+        recent: list[audit_pb2.LedgerEntry] = []
         if cp.size:
-            after = str(cp.size - 2) if cp.size >= 2 else ""
+            # The last entries (the cursor is exclusive: after index size - 1 - n).
+            n = min(cp.size, _RECENT)
+            after = str(cp.size - 1 - n) if cp.size > n else ""
             resp = await audit().query(
-                token, audit_pb2.DisclosureFilter(), page_token=after, page_size=1
+                token, audit_pb2.DisclosureFilter(), page_token=after, page_size=n
             )
-            newest = resp.entries[0] if resp.entries else None
+            recent = list(resp.entries)
+        newest = recent[-1] if recent else None
+        revision = next((e.policy_revision for e in reversed(recent) if e.policy_revision), "")
         now = datetime.now(UTC)
         newest_time = newest.time.ToDatetime(tzinfo=UTC) if newest else None
         return page(
@@ -264,6 +272,7 @@ def create_app(
                 "root_hex": cp.root.hex(),
                 "signatures": note_signatures(cp.note),
                 "newest": newest,
+                "revision": revision,
                 "newest_time": iso(newest.time) if newest else "",
                 "newest_age": _age(newest_time, now) if newest_time else "",
                 "now": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -297,9 +306,7 @@ def create_app(
                 return Response(
                     body,
                     media_type=f"{media}; charset=utf-8",
-                    headers={
-                        "content-disposition": f'attachment; filename="disclosures.{export}"'
-                    },
+                    headers={"content-disposition": f'attachment; filename="disclosures.{export}"'},
                 )
         entries, next_cursor = await fetch_page(audit(), token, q)
         return page(
@@ -443,7 +450,7 @@ def create_app(
         return RedirectResponse("/login", status_code=303)
 
     async def rpc_failed(request: Request, exc: Exception) -> Response:
-        code = exc.code() if isinstance(exc, grpc.RpcError) else None  # type: ignore[attr-defined]
+        code = exc.code() if isinstance(exc, grpc.RpcError) else None
         session = getattr(request.state, "session", None)
         if code is grpc.StatusCode.UNAUTHENTICATED:
             if session is not None:  # the token was revoked: the session ends with it
@@ -456,7 +463,7 @@ def create_app(
             grpc.StatusCode.UNAVAILABLE: 503,
             grpc.StatusCode.DEADLINE_EXCEEDED: 504,
         }.get(code, 502)  # type: ignore[arg-type]
-        details = exc.details() if isinstance(exc, grpc.RpcError) else ""  # type: ignore[attr-defined]
+        details = exc.details() if isinstance(exc, grpc.RpcError) else ""
         message = f"gateway: {code.name if code else 'error'}: {details}"
         return page(request, "error.html", session, {"message": message}, status_code=status)
 
@@ -505,4 +512,3 @@ def _disclosure_ctx(
         "error": error,
         "last_index": rows[-1]["index"] if rows else None,
     }
-

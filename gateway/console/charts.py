@@ -44,7 +44,9 @@ def top_series(
     return out
 
 
-def stacked_bars(series: Mapping[str, Mapping[date, int]], days: Sequence[date], *, label: str) -> Markup:
+def stacked_bars(
+    series: Mapping[str, Mapping[date, int]], days: Sequence[date], *, label: str
+) -> Markup:
     """A stacked bar per day, one colour per series, with a legend.
 
     Args:
@@ -72,14 +74,11 @@ def stacked_bars(series: Mapping[str, Mapping[date, int]], days: Sequence[date],
         x += 28 + 7 * len(name)
     # Axes and y ticks (0, half, peak).
     base = _TOP + plot_h
-    parts.append(
-        f'<line x1="{_LEFT}" y1="{base}" x2="{_W - _RIGHT}" y2="{base}" stroke="#444"/>'
-    )
+    parts.append(f'<line x1="{_LEFT}" y1="{base}" x2="{_W - _RIGHT}" y2="{base}" stroke="#444"/>')
     for value in sorted({0, peak // 2, peak}):
         y = base - plot_h * value / peak
         parts.append(
-            f'<line x1="{_LEFT - 4}" y1="{y:.1f}" x2="{_W - _RIGHT}" y2="{y:.1f}" '
-            'stroke="#ddd"/>'
+            f'<line x1="{_LEFT - 4}" y1="{y:.1f}" x2="{_W - _RIGHT}" y2="{y:.1f}" stroke="#ddd"/>'
         )
         parts.append(f'<text x="{_LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
     # Bars, bottom-up in legend order.

@@ -95,7 +95,7 @@ class AuditClient:
         call = self._stub.GetCheckpoint(
             audit_pb2.GetCheckpointRequest(), metadata=self._auth(token), timeout=self._timeout
         )
-        return await call  # type: ignore[no-any-return, misc]
+        return await call
 
     async def query(
         self,
@@ -109,7 +109,7 @@ class AuditClient:
             filter=flt, page_token=page_token, page_size=page_size
         )
         call = self._stub.QueryDisclosures(req, metadata=self._auth(token), timeout=self._timeout)
-        return await call  # type: ignore[no-any-return, misc]
+        return await call
 
     async def stream(
         self, token: str, flt: audit_pb2.DisclosureFilter
@@ -119,7 +119,7 @@ class AuditClient:
             metadata=self._auth(token),
             timeout=self._timeout * 6,
         )
-        async for entry in call:  # type: ignore[attr-defined]
+        async for entry in call:
             yield entry
 
     async def receipt(self, token: str, index: int) -> audit_pb2.Receipt:
@@ -128,7 +128,7 @@ class AuditClient:
             metadata=self._auth(token),
             timeout=self._timeout,
         )
-        return await call  # type: ignore[no-any-return, misc]
+        return await call
 
     async def subject_report(self, token: str, subject_id: str) -> audit_pb2.SubjectReportResponse:
         call = self._stub.SubjectReport(
@@ -136,4 +136,4 @@ class AuditClient:
             metadata=self._auth(token),
             timeout=self._timeout,
         )
-        return await call  # type: ignore[no-any-return, misc]
+        return await call

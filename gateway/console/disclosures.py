@@ -169,7 +169,8 @@ async def fetch_page(
 
 
 def iso(ts: Timestamp) -> str:
-    return ts.ToDatetime(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    """UTC to the second, as the pages and exports show times."""
+    return ts.ToDatetime(tzinfo=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def entry_row(e: audit_pb2.LedgerEntry) -> dict[str, Any]:
