@@ -6,7 +6,7 @@ and decoded fields. Subjects appear only as ledger pseudonyms inside ``data``; a
 id is accepted as a filter and never returned.
 
 Every read is logged (``audit.read``) with the auditor who made it and, for a page view of
-the web console, the console it came ``via`` (ADR 0006): who looked at the history is itself
+the web console, the console it came ``via`` (ADR 0007): who looked at the history is itself
 on record. The log names no subject id and no filter value.
 """
 
