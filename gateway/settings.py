@@ -114,7 +114,7 @@ class OutboxSettings(_Section):
 
 
 class ConsoleSettings(_Section):
-    """The auditor web console (``share-gateway console``, ADR 0007): an AuditService client
+    """The auditor web console (``share-gateway console``, ADR 0008): an AuditService client
     over mTLS that holds no database credentials."""
 
     listen: str = "127.0.0.1:8080"

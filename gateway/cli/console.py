@@ -22,7 +22,7 @@ def console(
         str | None, typer.Option(help="HOST:PORT for the console (default 127.0.0.1:8080).")
     ] = None,
 ) -> None:
-    """Start the auditor web console: an AuditService client over mTLS (ADR 0007).
+    """Start the auditor web console: an AuditService client over mTLS (ADR 0008).
 
     With no certificates configured it uses the dev PKI under data_dir/pki (console-web).
     """

@@ -1,4 +1,4 @@
-"""The auditor's web console (``share-gateway console``, ADR 0007).
+"""The auditor's web console (``share-gateway console``, ADR 0008).
 
 A separate web process and an ordinary client of the gateway's AuditService over mTLS: it
 holds no database credentials and no ledger key. Auditors log in with their bearer token;

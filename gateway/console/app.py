@@ -1,6 +1,6 @@
 """The console's web application: login, the six pages, and the browser-side proof check.
 
-Invariants (ADR 0007):
+Invariants (ADR 0008):
 - Every page that reveals ledger data first needs a live logged-in session; its data comes
   from AuditService calls made with that session's auditor token (an auditor read the
   gateway logs), never from a cache shared between sessions.

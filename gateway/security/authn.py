@@ -11,7 +11,7 @@ Two methods, checked in this order:
    hashes (``gateway.security.tokens``).
 
 If both are presented they must name the same principal, with one exception: a *console*
-certificate (``spiffe://<trust-domain>/console/<name>``, the auditor web console, ADR 0007)
+certificate (``spiffe://<trust-domain>/console/<name>``, the auditor web console, ADR 0008)
 authenticates nothing by itself; it must carry an auditor's bearer token, and the call acts
 as that auditor with ``via = console:<name>``. A compromised console thus holds no standing
 read access: it can read only while an auditor's token is in its hands.

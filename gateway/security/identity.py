@@ -21,7 +21,7 @@ class Role(enum.StrEnum):
     PARTNER = "partner"  # a partner integration: Pull and Ack of its own outbox
     AUDITOR = "auditor"  # AuditService, read-only
     ADMIN = "admin"  # registry, consents, policy reload
-    # The auditor web console (ADR 0007): its certificate alone may call nothing; it only
+    # The auditor web console (ADR 0008): its certificate alone may call nothing; it only
     # carries a logged-in auditor's bearer token, and the call then acts as that auditor.
     CONSOLE = "console"
 

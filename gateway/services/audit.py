@@ -6,7 +6,7 @@ and decoded fields. Subjects appear only as ledger pseudonyms inside ``data``; a
 id is accepted as a filter and never returned.
 
 Every read is logged (``audit.read``) with the auditor who made it and, for a page view of
-the web console, the console it came ``via`` (ADR 0007): who looked at the history is itself
+the web console, the console it came ``via`` (ADR 0008): who looked at the history is itself
 on record. The log names no subject id and no filter value.
 """
 
@@ -138,7 +138,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
     """The auditor's read-only view of the ledger.
 
     ``StreamDisclosures`` runs on the event loop and reads ``STREAM_BATCH`` entries per step
-    in a thread of ``executor``, so a caller that goes away holds no thread (ADR 0007).
+    in a thread of ``executor``, so a caller that goes away holds no thread (ADR 0008).
     """
 
     def __init__(self, *, ledger: Ledger, executor: Executor) -> None:
