@@ -33,8 +33,8 @@ class ClientFiles:
     key: Path
 
 
-def client_files(settings: ConsoleSettings, *, data_dir: Path) -> ClientFiles:
-    """The configured mTLS files, else the dev PKI's under ``data_dir/pki``.
+def client_files(settings: ConsoleSettings, *, pki: Path) -> ClientFiles:
+    """The configured mTLS files, else the dev PKI's in ``pki`` (``Settings.pki_dir``).
 
     With the dev PKI, a missing console certificate is issued from the dev CA there (a PKI
     made before the console existed has none).
@@ -42,7 +42,6 @@ def client_files(settings: ConsoleSettings, *, data_dir: Path) -> ClientFiles:
     Raises:
         ConfigError: naming the field, when a file is missing and cannot be made.
     """
-    pki = data_dir / "pki"
     files = ClientFiles(
         ca=settings.ca_file or pki / "ca.crt",
         cert=settings.cert_file or pki / f"{CONSOLE_IDENTITY}.crt",

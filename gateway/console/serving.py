@@ -24,7 +24,7 @@ def console_app(settings: Settings, *, https: bool) -> object:
         ConfigError: naming the bad ``console.*`` field.
     """
     c = settings.console
-    files = client_files(c, data_dir=settings.data_dir)
+    files = client_files(c, pki=settings.pki_dir)
 
     def connect() -> AuditClient:
         return AuditClient.connect(target=c.gateway, files=files, timeout_s=c.rpc_timeout_s)

@@ -6,7 +6,6 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import grpc
 import pytest
@@ -127,7 +126,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         settings = Settings.load(
             env={}, overrides={"data_dir": str(data), "console": {"gateway": gw.address}}
         )
-        files = client_files(settings.console, data_dir=Path(data))
+        files = client_files(settings.console, pki=settings.pki_dir)
 
         def tampering() -> AuditClient:
             return TamperingAuditClient.connect(target=gw.address, files=files, timeout_s=10)
