@@ -30,7 +30,7 @@ DbOpt = Annotated[
     typer.Option("--db", help="Ledger database URL (default: the gateway's settings)."),
 ]
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="Gateway settings TOML file.", exists=True)
+    Path | None, typer.Option("--config", "-c", help="Gateway settings TOML file.", exists=True)
 ]
 KeysOpt = Annotated[
     Path | None, typer.Option("--keys-dir", help="Key directory (default: the gateway's).")

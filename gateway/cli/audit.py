@@ -1,13 +1,23 @@
 """``share-gateway audit ...``: the auditor's command line.
 
-Design (see docs/auditing.md): ``query``, ``report``, ``recipients``, ``export`` and
-``receipt`` read the ledger database directly (``--db`` / ``--config`` / ``--keys-dir``, as
-``share-gateway ledger verify``), so they run on the gateway host with the gateway's key
-directory: looking a subject id up needs the ledger's subject key, and ``receipt`` may sign
-a checkpoint covering the entry. ``verify-receipt`` is fully offline: it reads only the
-receipt file and the verifier key string given on the command line.
+Two modes (see docs/auditing.md):
 
-Exit codes: 0 done / verified; 1 verification failed; 2 the ledger or file is unusable.
+* **Remote** (``--server HOST:PORT``): the commands call ``AuditService`` over TLS as an
+  auditor (client certificate, by default the dev PKI's ``auditor-audit-team``, or a bearer
+  token) and believe nothing before verifying it (``gateway.audit_client``): each call first
+  verifies the latest signed checkpoint with the verifier key the auditor holds (``--vkey`` /
+  ``GATEWAY_VKEY``) and proves it extends the last one verified, saved under ``--state-dir``;
+  receipts, entries and exports are checked against it. ``checkpoint`` and ``consistency``
+  are always remote.
+* **Local** (default; ``--db`` / ``--config`` / ``--keys-dir``, as ``share-gateway ledger
+  verify``): for operators on the gateway host. ``query``, ``report``, ``recipients``,
+  ``export`` and ``receipt`` read the ledger database directly; a subject lookup needs the
+  ledger's subject key and ``receipt`` may sign a checkpoint covering the entry.
+
+``verify-receipt`` is fully offline: only the receipt file and the verifier key.
+
+Exit codes: 0 done / verified; 1 verification failed (rollback, fork, bad signature or
+proof); 2 the ledger, the gateway or a file is unusable.
 """
 
 from __future__ import annotations
@@ -15,17 +25,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
+from google.protobuf.timestamp_pb2 import Timestamp
 from rich.console import Console
 from rich.table import Table
 
+from gateway.audit_client import (
+    AuditClient,
+    CheckpointStore,
+    RootCheck,
+    default_state_dir,
+    open_note,
+)
 from gateway.auditing import (
     Filter,
     iter_entries,
@@ -35,10 +54,27 @@ from gateway.auditing import (
     verify_receipt,
 )
 from gateway.auditing import (
-    recipients as report_recipients,
+    recipients as recipients_of,
+)
+from gateway.cli.connection import (
+    CaOpt,
+    CertOpt,
+    KeyOpt,
+    PlaintextOpt,
+    TokenOpt,
+    connect_address,
+    fail,
+    load_settings,
+    reporting,
+    resolve_target,
 )
 from ledger import Ledger, LedgerError, StoredEntry, VerificationError
 from ledger.cli import existing_database
+from ledger.entry import decode_entry
+from partner_gateway.v1 import audit_pb2
+
+AUDITOR_IDENTITY = "auditor-audit-team"
+VKEY_ENV = "GATEWAY_VKEY"
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,13 +83,33 @@ app = typer.Typer(
 )
 
 DbOpt = Annotated[
-    str | None, typer.Option("--db", help="Ledger database URL (default: the gateway's settings).")
+    str | None, typer.Option("--db", help="Local mode: ledger database URL (default: settings).")
 ]
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="Gateway settings TOML file.", exists=True)
+    Path | None,
+    typer.Option("--config", "-c", help="Gateway settings TOML file.", exists=True),
 ]
 KeysOpt = Annotated[
-    Path | None, typer.Option("--keys-dir", help="Key directory (default: the gateway's).")
+    Path | None, typer.Option("--keys-dir", help="Local mode: key directory (default: settings).")
+]
+RemoteOpt = Annotated[
+    str | None,
+    typer.Option("--server", help="Remote mode: call AuditService at HOST:PORT."),
+]
+VkeyOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--vkey",
+        envvar=VKEY_ENV,
+        help="Ledger verifier key you were given (repeat for rotated keys; default: the "
+        "settings' key directory, if on the gateway host).",
+    ),
+]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir", help="Where the last verified checkpoints are kept (default: XDG state)."
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 SubjectOpt = Annotated[str, typer.Option("--subject", help="Clear subject id to look up.")]
@@ -82,25 +138,85 @@ COLUMNS = (
     "categories",
     "reasons",
 )
+REPORT_COLUMNS = ("index", "time", "partner", "purpose", "action", "mode", "categories")
+
+
+# -- the two modes --------------------------------------------------------------------------
 
 
 @contextmanager
 def open_ledger(db: str | None, config: Path | None, keys_dir: Path | None) -> Iterator[Ledger]:
-    """Open the gateway's ledger read-side (never creates keys: the signing key must exist)."""
-    from gateway.cli.connection import load_settings
+    """Local mode: open the gateway's ledger (never creates a database or keys)."""
     from ledger.keys import load_signer
 
-    settings = load_settings(config) if db is None or keys_dir is None else None
-    url = existing_database(db if db is not None else settings.ledger_url)  # type: ignore[union-attr]
-    kd = keys_dir if keys_dir is not None else settings.keys_dir  # type: ignore[union-attr]
-    signer = load_signer(kd)
-    with Ledger.open(url, keys_dir=kd, origin=signer.name) as ledger:
-        yield ledger
+    try:
+        settings = load_settings(config) if db is None or keys_dir is None else None
+        url = existing_database(db if db is not None else settings.ledger_url)  # type: ignore[union-attr]
+        kd = keys_dir if keys_dir is not None else settings.keys_dir  # type: ignore[union-attr]
+        signer = load_signer(kd)
+        with Ledger.open(url, keys_dir=kd, origin=signer.name) as ledger:
+            yield ledger
+    except LedgerError as e:
+        fail(e.diagnostics())
 
 
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+@contextmanager
+def remote(ctx: typer.Context, server: str) -> Iterator[AuditClient]:
+    """Remote mode: a verified client, its checkpoint already synced; the connection options
+    are the command's own (``ctx.params``).
+
+    A failed check exits 1 (``FAILED: ...``); a failed call or unusable option exits 2.
+    """
+    p = ctx.params
+    target = resolve_target(
+        identity=AUDITOR_IDENTITY,
+        server=server,
+        config=p["config"],
+        plaintext=p["plaintext"],
+        ca=p["ca"],
+        cert=p["cert"],
+        key=p["key"],
+        token=p["token"],
+    )
+    client = AuditClient(
+        channel=target.channel(),
+        server=server,
+        vkeys=p["vkey"] or _host_vkeys(p["config"]),
+        store=CheckpointStore(directory=p["state_dir"] or default_state_dir()),
+        metadata=target.metadata,
+    )
+    try:
+        with reporting(target):
+            client.sync()
+            yield client
+    except VerificationError as e:
+        _failed(e)
+    except LedgerError as e:  # a malformed answer (entry bytes that do not decode)
+        fail(e.diagnostics())
+
+
+def _host_vkeys(config: Path | None) -> list[str]:
+    """The verifier keys of the settings' key directory: only on the gateway host."""
+    from ledger.keys import SIGNING_KEY_FILE, load_signer, retired_vkeys
+
+    kd = load_settings(config).keys_dir
+    if not (kd / SIGNING_KEY_FILE).is_file():
+        fail(
+            f"remote mode needs the ledger's verifier key: --vkey KEY or {VKEY_ENV} (the "
+            "gateway's operator prints it with `share-gateway ledger verifier-key`)"
+        )
+    try:
+        return [load_signer(kd).vkey, *retired_vkeys(kd)]
+    except LedgerError as e:
+        fail(e.diagnostics())
+
+
+def _failed(e: VerificationError) -> NoReturn:
+    typer.echo(f"FAILED: {e.message}", err=True)
+    raise typer.Exit(1)
+
+
+# -- rendering ------------------------------------------------------------------------------
 
 
 def _time(value: str | None) -> datetime | None:
@@ -109,9 +225,12 @@ def _time(value: str | None) -> datetime | None:
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        _fail(f"not an ISO 8601 date/time: {value!r}")
-        raise
+        raise typer.BadParameter(f"not an ISO 8601 date/time: {value!r}") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _utc(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def entry_json(stored: StoredEntry) -> dict[str, Any]:
@@ -123,11 +242,21 @@ def entry_json(stored: StoredEntry) -> dict[str, Any]:
     }
 
 
+def stored_entry(message: audit_pb2.LedgerEntry) -> StoredEntry:
+    """A remote entry as the local ``StoredEntry`` (decoded from its canonical bytes)."""
+    return StoredEntry(
+        index=message.index,
+        leaf_hash=message.leaf_hash,
+        data=message.data,
+        entry=decode_entry(message.data),
+    )
+
+
 def _row(stored: StoredEntry) -> list[str]:
     e = stored.entry
     return [
         str(stored.index),
-        e.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        _utc(e.time),
         e.decision,
         e.partner_id,
         e.purpose,
@@ -148,8 +277,12 @@ def _table(title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
     Console(width=200).print(table)
 
 
+# -- commands -------------------------------------------------------------------------------
+
+
 @app.command()
 def query(
+    ctx: typer.Context,
     subject: Annotated[str | None, typer.Option("--subject", help="Clear subject id.")] = None,
     partner: Annotated[str | None, typer.Option("--partner")] = None,
     purpose: Annotated[str | None, typer.Option("--purpose")] = None,
@@ -168,6 +301,14 @@ def query(
     db: DbOpt = None,
     config: ConfigOpt = None,
     keys_dir: KeysOpt = None,
+    server: RemoteOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
 ) -> None:
     """List disclosure decisions matching every filter, oldest first.
 
@@ -183,19 +324,31 @@ def query(
         since=_time(since),
         until=_time(until),
     )
-    after = _cursor(page_token)
-    more = False
-    try:
+    if page_token is not None and not page_token.isdigit():
+        raise typer.BadParameter("must be a ledger index", param_hint="--page-token")
+    want = None if show_all else limit
+    found: list[StoredEntry] = []
+    more: str | None = None
+    if server is None:
         with open_ledger(db, config, keys_dir) as ledger:
-            found: list[StoredEntry] = []
+            after = int(page_token) if page_token is not None else -1
             for stored in iter_entries(ledger, flt, after_index=after):
-                if not show_all and len(found) >= limit:
-                    more = True
+                if want is not None and len(found) >= want:
+                    more = str(found[-1].index)
                     break
                 found.append(stored)
-    except LedgerError as e:
-        _fail(e.diagnostics())
-        return
+    else:
+        with remote(ctx, server) as client:
+            next_token = page_token or ""
+            while want is None or len(found) < want:
+                size = 1000 if want is None else min(want - len(found), 1000)
+                page, next_token = client.query(
+                    _filter_message(flt), page_token=next_token, page_size=size
+                )
+                found.extend(stored_entry(e) for e in page)
+                if not next_token:
+                    break
+            more = next_token or None
     if as_json:
         typer.echo(json.dumps([entry_json(s) for s in found], indent=2, ensure_ascii=False))
     elif as_csv:
@@ -208,72 +361,117 @@ def query(
         _table(f"{len(found)} ledger entries", COLUMNS, [_row(s) for s in found])
     if more:
         typer.echo(
-            f"more results: use --all or --page-token {found[-1].index}",
+            f"more results: use --all or --page-token {more}",
             err=as_json or as_csv,  # keep machine-readable output parseable
         )
 
 
-def _cursor(page_token: str | None) -> int:
-    if page_token is None:
-        return -1
-    if not page_token.isdigit():
-        raise typer.BadParameter("must be a ledger index", param_hint="--page-token")
-    return int(page_token)
+def _filter_message(flt: Filter) -> audit_pb2.DisclosureFilter:
+    def ts(t: datetime | None) -> Timestamp | None:
+        if t is None:
+            return None
+        out = Timestamp()
+        out.FromDatetime(t)
+        return out
+
+    return audit_pb2.DisclosureFilter(
+        subject_id=flt.subject_id or "",
+        partner_id=flt.partner_id or "",
+        purpose=flt.purpose or "",
+        action=flt.action or "",
+        decision=flt.decision or "",
+        since=ts(flt.since),
+        until=ts(flt.until),
+    )
 
 
-@app.command()
-def report(
-    subject: SubjectOpt,
-    as_json: JsonOpt = False,
-    db: DbOpt = None,
-    config: ConfigOpt = None,
-    keys_dir: KeysOpt = None,
-) -> None:
-    """Who received this subject's data: partner, purpose, categories, action, when (§五)."""
-    try:
-        with open_ledger(db, config, keys_dir) as ledger:
+def _report_rows(ctx: typer.Context, subject: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """The subject's disclosures (as plain rows) and the distinct recipients, either mode."""
+    p = ctx.params
+    if p["server"] is None:
+        with open_ledger(p["db"], p["config"], p["keys_dir"]) as ledger:
             found = subject_report(ledger, subject)
-    except LedgerError as e:
-        _fail(e.diagnostics())
-        return
+        rows = [
+            {
+                "index": d.index,
+                "time": _utc(d.time),
+                "partner": d.partner_id,
+                "purpose": d.purpose,
+                "action": d.action,
+                "mode": d.mode,
+                "categories": list(d.categories),
+            }
+            for d in found
+        ]
+        return rows, recipients_of(found)
+    with remote(ctx, p["server"]) as client:
+        answer = client.subject_report(subject)
     rows = [
         {
-            "index": d.index,
-            "time": d.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "index": d.ledger_index,
+            "time": _utc(d.time.ToDatetime(tzinfo=UTC)),
             "partner": d.partner_id,
             "purpose": d.purpose,
             "action": d.action,
             "mode": d.mode,
             "categories": list(d.categories),
         }
-        for d in found
+        for d in answer.disclosures
     ]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    cols = ("index", "time", "partner", "purpose", "action", "mode", "categories")
-    _table(
-        f"{len(rows)} disclosures of the subject's data",
-        cols,
-        [[str(r[c]) if c != "categories" else " ".join(r[c]) for c in cols] for r in rows],  # type: ignore[arg-type]
-    )
+    return rows, list(answer.recipients)
 
 
 @app.command()
-def recipients(
+def report(
+    ctx: typer.Context,
     subject: SubjectOpt,
     as_json: JsonOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
     keys_dir: KeysOpt = None,
+    server: RemoteOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Who received this subject's data: partner, purpose, categories, action, when (§五)."""
+    rows, _ = _report_rows(ctx, subject)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    _table(
+        f"{len(rows)} disclosures of the subject's data",
+        REPORT_COLUMNS,
+        [
+            [" ".join(r[c]) if c == "categories" else str(r[c]) for c in REPORT_COLUMNS]
+            for r in rows
+        ],
+    )
+
+
+@app.command()
+def recipients(
+    ctx: typer.Context,
+    subject: SubjectOpt,
+    as_json: JsonOpt = False,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
+    keys_dir: KeysOpt = None,
+    server: RemoteOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
 ) -> None:
     """Partners that received this subject's data: whom to tell of a withdrawal or deletion."""
-    try:
-        with open_ledger(db, config, keys_dir) as ledger:
-            names = report_recipients(subject_report(ledger, subject))
-    except LedgerError as e:
-        _fail(e.diagnostics())
-        return
+    _, names = _report_rows(ctx, subject)
     if as_json:
         typer.echo(json.dumps(names))
     else:
@@ -283,48 +481,191 @@ def recipients(
 
 @app.command()
 def export(
+    ctx: typer.Context,
     out: Annotated[
         Path | None, typer.Option("--out", help="File to write (default: stdout).")
     ] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
     keys_dir: KeysOpt = None,
+    server: RemoteOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
 ) -> None:
-    """Every ledger entry as JSON Lines: index, leaf hash and the canonical entry."""
-    try:
+    """Every ledger entry as JSON Lines: index, leaf hash and the canonical entry.
+
+    Remote: the leaves are folded into the Merkle root, which must equal the verified
+    checkpoint's; with --out the file is written only if it does.
+    """
+    sink = _Sink(out)
+    if server is None:
         with open_ledger(db, config, keys_dir) as ledger:
-            lines = (
-                json.dumps(entry_json(s), ensure_ascii=False, separators=(",", ":"))
-                for s in iter_entries(ledger, Filter())
-            )
-            if out is None:
-                for line in lines:
-                    typer.echo(line)
-            else:
-                with out.open("w", encoding="utf-8") as f:
-                    for line in lines:
-                        f.write(line + "\n")
-    except LedgerError as e:
-        _fail(e.diagnostics())
+            for stored in iter_entries(ledger, Filter()):
+                sink.write(stored)
+    else:
+        with remote(ctx, server) as client:
+            check = RootCheck(client.trusted)
+            for message in client.stream(audit_pb2.DisclosureFilter()):
+                check.add(message)
+                sink.write(stored_entry(message))
+            check.finish()
+    sink.commit()
+
+
+class _Sink:
+    """JSON Lines to stdout, or to a file that appears only when complete."""
+
+    def __init__(self, out: Path | None) -> None:
+        self._out = out
+        self._tmp = out.with_name(f".{out.name}.partial") if out is not None else None
+        self._file = self._tmp.open("w", encoding="utf-8") if self._tmp is not None else None
+
+    def write(self, stored: StoredEntry) -> None:
+        line = json.dumps(entry_json(stored), ensure_ascii=False, separators=(",", ":"))
+        if self._file is None:
+            typer.echo(line)
+        else:
+            self._file.write(line + "\n")
+
+    def commit(self) -> None:
+        if self._file is not None and self._tmp is not None and self._out is not None:
+            self._file.close()
+            os.replace(self._tmp, self._out)
 
 
 @app.command()
 def receipt(
-    index: Annotated[int, typer.Argument(help="Ledger index of the entry.")],
+    ctx: typer.Context,
+    index: Annotated[int, typer.Argument(help="Ledger index of the entry.", min=0)],
     out: Annotated[Path, typer.Option("--out", help="Receipt file to write (JSON).")],
     db: DbOpt = None,
     config: ConfigOpt = None,
     keys_dir: KeysOpt = None,
+    server: RemoteOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
 ) -> None:
-    """Save a receipt: entry, leaf hash, inclusion proof and the signed checkpoint."""
-    try:
+    """Save a receipt: entry, leaf hash, inclusion proof and the signed checkpoint.
+
+    Remote: the receipt is verified (signature, leaf hash, inclusion proof) and its
+    checkpoint proven consistent with the verified one before it is written.
+    """
+    if server is None:
         with open_ledger(db, config, keys_dir) as ledger:
             doc = receipt_document(prove_entry(ledger, index))
-    except LedgerError as e:
-        _fail(e.diagnostics())
-        return
+    else:
+        with remote(ctx, server) as client:
+            doc = client.receipt(index)
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    typer.echo(f"receipt for entry {index} (tree size {doc['tree_size']}) written to {out}")
+    verified = " (verified)" if server is not None else ""
+    typer.echo(
+        f"receipt for entry {index} (tree size {doc['tree_size']}) written to {out}{verified}"
+    )
+
+
+@app.command()
+def checkpoint(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None, typer.Option("--server", help="AuditService HOST:PORT (default: settings).")
+    ] = None,
+    config: ConfigOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
+    as_json: JsonOpt = False,
+    note: Annotated[bool, typer.Option("--note", help="Print the signed note itself.")] = False,
+) -> None:
+    """Fetch the latest checkpoint, verify it and its consistency with the saved one, save it."""
+    address = server or _default_server(config)
+    with remote(ctx, address) as client:
+        advance = client.advance
+    assert advance is not None  # remote() synced
+    cp, old = advance.current, advance.previous
+    if note:
+        typer.echo(cp.note, nl=False)
+    elif as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "origin": cp.origin,
+                    "size": cp.size,
+                    "root": cp.root.hex(),
+                    "previous_size": None if old is None else old.size,
+                    "saved_to": str(advance.saved_to),
+                    "note": cp.note,
+                }
+            )
+        )
+    else:
+        since = "first checkpoint saved" if old is None else f"extends size {old.size}"
+        typer.echo(
+            f"OK: {cp.origin} size {cp.size} root {cp.root.hex()}; signature valid; {since}; "
+            f"saved to {advance.saved_to}"
+        )
+
+
+@app.command()
+def consistency(
+    ctx: typer.Context,
+    trusted_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="Prove from this signed checkpoint file instead of the saved one.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="AuditService HOST:PORT (default: settings).")
+    ] = None,
+    config: ConfigOpt = None,
+    plaintext: PlaintextOpt = False,
+    ca: CaOpt = None,
+    cert: CertOpt = None,
+    key: KeyOpt = None,
+    token: TokenOpt = None,
+    vkey: VkeyOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Prove that the gateway's latest checkpoint extends a checkpoint you trust.
+
+    The trusted one is --trusted-checkpoint FILE (a C2SP signed note, e.g. one saved by
+    `share-gateway ledger checkpoint`) or the one this command saved last time. Exit 1 on a
+    rollback or fork, with the saved checkpoint left as it was.
+    """
+    address = server or _default_server(config)
+    with remote(ctx, address) as client:
+        if trusted_checkpoint is not None:
+            keys = vkey or _host_vkeys(config)
+            trusted = open_note(trusted_checkpoint.read_text(encoding="utf-8"), keys)
+            client.sync(trusted=trusted)
+        advance = client.advance
+    assert advance is not None  # remote() synced
+    old, cp = advance.previous, advance.current
+    if old is None:
+        typer.echo(f"no checkpoint saved before: saved size {cp.size} as the starting point")
+    else:
+        typer.echo(f"OK: size {cp.size} extends size {old.size} (consistency proof verified)")
+
+
+def _default_server(config: Path | None) -> str:
+    return connect_address(load_settings(config).listen)
 
 
 @app.command("verify-receipt")
@@ -336,8 +677,7 @@ def verify_receipt_cmd(
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        _fail(f"cannot read receipt {file}: {e}")
-        return
+        fail(f"cannot read receipt {file}: {e}")
     try:
         verified = verify_receipt(doc, key)
     except VerificationError as e:

@@ -102,7 +102,7 @@ def resolve_target(
             ``auditor-audit-team``; unused with a token or explicit ``--cert/--key``.
     """
     settings = load_settings(config)
-    address = server or _connect_address(settings.listen)
+    address = server or connect_address(settings.listen)
     if plaintext or (settings.plaintext and server is None):
         return Target(address=address, credentials=None, token=token)
     pki = settings.pki_dir
@@ -123,7 +123,8 @@ def resolve_target(
     return Target(address=address, credentials=creds, token=token)
 
 
-def _connect_address(listen: str) -> str:
+def connect_address(listen: str) -> str:
+    """Where a client reaches a gateway listening on ``listen``."""
     host, _, port = listen.rpartition(":")
     # A wildcard listener is reached on loopback (the dev server certificate names localhost).
     if host in ("0.0.0.0", "[::]", "::", ""):
