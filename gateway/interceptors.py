@@ -212,10 +212,10 @@ def _call_scope(method: str, request_id: str, status: _CallStatus) -> Iterator[N
 def _with_call_context(
     behavior: Callable[[Any, Any], Any], method: str, request_id: str
 ) -> Callable[[Any, Any], Any]:
-    """Error mapping inside request id binding and the access log, for the three kinds of
+    """Error mapping inside request id binding and the access log, for the kinds of
     behaviour the gateway has: a plain function (unary response, run in the thread pool), a
-    coroutine (unary response, on the loop) and an async generator (response stream, on the
-    loop).
+    coroutine (unary response, or a reader/writer stream such as ``Health.Watch``, on the
+    loop) and an async generator (response stream, on the loop).
 
     Raises:
         TypeError: a plain generator: grpc.aio would run it in one pool thread for the
@@ -257,7 +257,8 @@ def wrap_handler(
     """Return ``handler`` with its behaviour replaced by ``wrap(behaviour)``.
 
     Raises:
-        TypeError: a streaming behaviour that is not an async generator (ADR 0007).
+        TypeError: a streaming behaviour that is neither an async generator nor a reader/writer
+            coroutine (ADR 0007).
     """
     replace: Any = handler._replace  # type: ignore[attr-defined]  # a namedtuple underneath
     if handler.unary_unary:
@@ -266,8 +267,10 @@ def wrap_handler(
         return replace(stream_unary=wrap(handler.stream_unary))  # type: ignore[no-any-return]
     behavior = handler.unary_stream or handler.stream_stream
     assert behavior is not None
-    if not inspect.isasyncgenfunction(behavior):
-        raise TypeError(f"streaming behaviour {behavior!r} must be an async generator")
+    if not is_async(behavior):
+        raise TypeError(
+            f"streaming behaviour {behavior!r} must be an async generator or a coroutine"
+        )
     if handler.unary_stream:
         return replace(unary_stream=wrap(handler.unary_stream))  # type: ignore[no-any-return]
     return replace(stream_stream=wrap(behavior))  # type: ignore[no-any-return]

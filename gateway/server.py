@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import structlog
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
 from gateway.database import open_engine
 from gateway.errors import AddressInUseError, GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
+from gateway.introspection import add_tooling, serving_health
 from gateway.outbox import Outbox, OutboxStore
 from gateway.outbox.store import KEY_RING as OUTBOX_KEY_RING
 from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
@@ -36,7 +36,7 @@ from gateway.security.identity import Principal
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.keys import KeyRing, PseudonymKeys
 from gateway.security.limits import server_options
-from gateway.security.tls import server_credentials
+from gateway.security.tls import probe_credentials, server_credentials
 from gateway.security.tokens import TokenStore
 from gateway.services.admin import AdminServicer
 from gateway.services.audit import AuditServicer
@@ -153,13 +153,24 @@ class BoundServer:
     port: int
     health: health.aio.HealthServicer
     pool: ThreadPoolExecutor
+    #: The probe listener (health and reflection, no client certificate), if configured.
+    probe: grpc.aio.Server | None = None
+    probe_port: int | None = None
+
+    async def start(self) -> None:
+        await self.server.start()
+        if self.probe is not None:
+            await self.probe.start()
 
     async def stop(self, grace_s: float | None) -> None:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within
         ``grace_s`` and cancel the rest, then wait for pool steps already running (a started
-        ledger append commits; no stream step is left half done when the ledger closes)."""
+        ledger append commits; no stream step is left half done when the ledger closes).
+        The probe listener stops last, so probes see NOT_SERVING while the gateway drains."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
+        if self.probe is not None:
+            await self.probe.stop(0)
         await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self.pool.shutdown, wait=True, cancel_futures=True)
         )
@@ -170,10 +181,14 @@ async def create_server(gateway: Gateway) -> BoundServer:
 
     ``Share``, ``Evaluate`` and every streaming RPC run on the event loop (waiting for the
     ledger's group commit or for the caller costs no thread); blocking steps of streams and
-    every other RPC run in a pool of ``worker_threads`` threads (ADR 0005, 0006).
+    every other RPC run in a pool of ``worker_threads`` threads (ADR 0005, 0007).
+
+    With ``probe_listen`` set, a second listener serves health and reflection only, without
+    a client certificate and without recording anything (``docs/operations.md``).
 
     Raises:
-        AddressInUseError: ``listen`` cannot be bound (another process has it).
+        AddressInUseError: ``listen`` or ``probe_listen`` cannot be bound.
+        ConfigError: the TLS settings do not fit a listener.
     """
     settings = gateway.settings
     tokens = TokenStore.from_file(settings.tokens_file) if settings.tokens_file else None
@@ -224,15 +239,24 @@ async def create_server(gateway: Gateway) -> BoundServer:
     ]
     if gateway.outbox is not None:
         services.append(partner_pb2.DESCRIPTOR.services_by_name["PartnerService"].full_name)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ["", *services]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        [*services, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    health_servicer = await serving_health(services)
+    add_tooling(server, health_servicer, services)
     port = _bind(server, settings.listen, server_credentials(settings))
-    return BoundServer(server=server, port=port, health=health_servicer, pool=pool)
+    probe, probe_port = None, None
+    if settings.probe_listen is not None:
+        probe = grpc.aio.server(
+            interceptors=[CallInterceptor()], options=[("grpc.so_reuseport", 0)]
+        )
+        add_tooling(probe, health_servicer, services)
+        probe_port = _bind(probe, settings.probe_listen, probe_credentials(settings))
+    return BoundServer(
+        server=server,
+        port=port,
+        health=health_servicer,
+        pool=pool,
+        probe=probe,
+        probe_port=probe_port,
+    )
 
 
 def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
@@ -319,7 +343,7 @@ async def _serve(settings: Settings) -> None:
             name="checkpointer",
             daemon=True,
         ).start()
-    await bound.server.start()
+    await bound.start()
     host = settings.listen.rpartition(":")[0]
     _log.info(
         "gateway.serving",

@@ -161,6 +161,9 @@ class Settings(BaseSettings):
     grace_period_s: float = Field(default=5.0, ge=0)
     # Few threads: on small machines more only add GIL and futex hand-offs (docs/benchmarks.md).
     worker_threads: int = Field(default=4, gt=0)
+    # Health and reflection without a client certificate, for load balancers and probes
+    # (HOST:PORT; loopback: plaintext, else server TLS). Off when unset (docs/operations.md).
+    probe_listen: str | None = None
     # k for R16 comes from policy data; this is only the gateway side.
     tls: TLSSettings = TLSSettings()
     limits: LimitsSettings = LimitsSettings()
@@ -169,10 +172,10 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     console: ConsoleSettings = ConsoleSettings()
 
-    @field_validator("listen")
+    @field_validator("listen", "probe_listen")
     @classmethod
-    def _listen_has_port(cls, v: str) -> str:
-        return _host_port(v)
+    def _listen_has_port(cls, v: str | None) -> str | None:
+        return v if v is None else _host_port(v)
 
     @field_validator("data_dir")
     @classmethod

@@ -85,7 +85,7 @@ def running_gateway(data_dir: Path, **overrides: Any) -> Iterator[RunningGateway
     loop = LoopThread()
     try:
         bound = loop.run(create_server(gateway))
-        loop.run(bound.server.start())
+        loop.run(bound.start())
         try:
             yield RunningGateway(gateway=gateway, bound=bound, pki=data_dir / "pki")
         finally:

@@ -31,6 +31,16 @@ PUBLIC: frozenset[str] = frozenset(
     }
 )
 
+#: Services of standard tooling (health, reflection): they describe the server, hold no data,
+#: and their calls (also refused ones) are never written to the ledger.
+TOOLING_SERVICES: frozenset[str] = frozenset(
+    {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+)
+
 ANY_ROLE: frozenset[Role] = frozenset(Role)
 
 DEFAULT_RULES: Mapping[str, frozenset[Role]] = MappingProxyType(
@@ -75,6 +85,11 @@ class AuthorizationTable:
 
     def is_public(self, method: str) -> bool:
         return method in self._public
+
+    @staticmethod
+    def is_tooling(method: str) -> bool:
+        """``method`` (``/pkg.Service/Method``) belongs to a ``TOOLING_SERVICES`` service."""
+        return method.split("/")[1] in TOOLING_SERVICES if method.count("/") == 2 else False
 
     def allowed_roles(self, method: str) -> frozenset[Role]:
         """Roles that may call ``method``; empty for an unknown method."""

@@ -10,8 +10,9 @@ in its call's own asyncio task, whose context is its own.
 
 Refusals: no identity -> UNAUTHENTICATED; a role no rule allows -> PERMISSION_DENIED.
 Each is passed to ``on_refused(principal, method, error)`` (the server writes it to the ledger
-as a refused attempt), then raised as the ``GatewayError``: install this interceptor *after*
-``gateway.interceptors.CallInterceptor``, the one place errors become statuses.
+as a refused attempt; not for health and reflection, which hold no data), then raised as the
+``GatewayError``: install this interceptor *after* ``gateway.interceptors.CallInterceptor``,
+the one place errors become statuses.
 Unregistered methods are left to grpc: UNIMPLEMENTED, nothing recorded.
 """
 
@@ -144,7 +145,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             reason=error.reason,
             code=error.code.name,
         )
-        if self._on_refused is not None:
+        if self._on_refused is not None and not self._table.is_tooling(method):
             try:
                 self._on_refused(principal, method, error)
             except Exception:  # the refusal stands even if recording it fails
@@ -193,6 +194,8 @@ def _wrap(
         return wrapped
 
     def stream_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(behaviour):  # reader/writer API (``Health.Watch``)
+            return unary_response(behaviour)
         if not inspect.isasyncgenfunction(behaviour):
             raise TypeError(f"streaming behaviour {behaviour!r} must be an async generator")
 

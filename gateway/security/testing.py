@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2_grpc
+from grpc_health.v1 import health
 
 from gateway.errors import GatewayError
 from gateway.interceptors import CallInterceptor
+from gateway.introspection import add_tooling
 from gateway.security.authn import Authenticator
 from gateway.security.devca import DevCA, IssuedCert
 from gateway.security.identity import Principal, Role, current_principal, require_partner
@@ -170,7 +171,7 @@ def _serve(
     tokens: dict[str, str],
 ) -> Iterator[RunningServer]:
     server = loop.run(_server(auth))
-    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    add_tooling(server, health.aio.HealthServicer(), [])
     # The other methods keep the generated UNIMPLEMENTED defaults.
     share_pb2_grpc.add_ShareServiceServicer_to_server(_Share(), server)  # type: ignore[abstract]
     admin_pb2_grpc.add_AdminServiceServicer_to_server(_Admin(), server)  # type: ignore[abstract]

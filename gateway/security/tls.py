@@ -74,6 +74,27 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def probe_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """Credentials of the probe listener (``probe_listen``): plaintext on a loopback address,
+    otherwise server TLS with the gateway's certificate and no client certificate.
+
+    Raises:
+        ConfigError: a non-loopback ``probe_listen`` without ``tls.cert_file``/``tls.key_file``.
+    """
+    assert settings.probe_listen is not None
+    host = settings.probe_listen.rpartition(":")[0]
+    if is_loopback(host):
+        return None
+    if settings.tls.cert_file is None or settings.tls.key_file is None:
+        raise ConfigError(
+            f"invalid setting probe_listen: {host} is not a loopback address, so the probe "
+            "listener needs server TLS (tls.cert_file and tls.key_file)"
+        )
+    cert = _read(settings.tls.cert_file, "tls.cert_file")
+    key = _read(settings.tls.key_file, "tls.key_file")
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
 def channel_credentials(
     *,
     ca: bytes | Path,

@@ -173,3 +173,18 @@ def test_second_gateway_on_a_busy_port_fails_at_start(
     ], second.stderr
     assert "Traceback" not in second.stderr
     assert serve_proc.alive()
+
+
+def test_health_watch_sees_serving_then_not_serving_on_shutdown(
+    serve_proc: procs.ServerProcess,
+) -> None:
+    """A Health.Watch stream gets SERVING, then NOT_SERVING as soon as SIGTERM arrives."""
+    pki = _config_of(serve_proc).parent / "pki"
+    with procs.client_channel(serve_proc.address, pki) as ch:
+        watch = health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(), timeout=30)
+        assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        assert serve_proc.proc is not None
+        serve_proc.proc.send_signal(signal.SIGTERM)
+        assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        watch.cancel()
+    assert serve_proc.proc.wait(timeout=15) == 0

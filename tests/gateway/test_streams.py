@@ -235,5 +235,5 @@ def test_plain_generator_stream_is_refused_at_wrap_time() -> None:
         yield 1
 
     handler = grpc.unary_stream_rpc_method_handler(gen)
-    with pytest.raises(TypeError, match="async generator"):
+    with pytest.raises(TypeError, match="must be an async generator"):
         wrap_handler(handler, lambda b: b)

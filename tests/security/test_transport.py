@@ -217,3 +217,19 @@ def test_health_is_open_without_identity(pki: PKI, token_server: RunningServer) 
         stub = health_pb2_grpc.HealthStub(ch)
         response = stub.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_refused_reflection_call_is_not_recorded(pki: PKI, token_server: RunningServer) -> None:
+    """Reflection without a token is UNAUTHENTICATED, and tooling refusals write no entry."""
+    before = len(token_server.refusals.calls)
+    with token_server.channel(pki=pki) as ch:
+        for method in (
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ):
+            call = ch.stream_stream(method)
+            assert _code(lambda c=call: list(c(iter([b""]), timeout=TIMEOUT))) == (  # type: ignore[misc]
+                grpc.StatusCode.UNAUTHENTICATED
+            )
+        assert _code(lambda: _share(ch)) == grpc.StatusCode.UNAUTHENTICATED
+    assert [m for _, m, _ in token_server.refusals.calls[before:]] == [SHARE]
