@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from gateway.errors import InvalidRequestError
 from gateway.outbox.store import OutboxStore, StagedShare
 from gateway.security.identity import Principal, require_partner
 from gateway.sharing import Outcome, ShareOrder, Sharing
+from gateway.wire import parse_index
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -36,11 +36,7 @@ def parse_cursor(cursor: str) -> int:
     Raises:
         InvalidRequestError: the cursor is not one this gateway issued.
     """
-    if not cursor:
-        return 0
-    if not cursor.isdigit() or len(cursor) > 19:
-        raise InvalidRequestError("cursor is not an outbox cursor", reason="outbox.bad_cursor")
-    return int(cursor)
+    return parse_index(cursor, field="cursor", reason="outbox.bad_cursor") or 0
 
 
 class Outbox:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
-from datetime import UTC as _UTC
 from typing import Any
 
 import grpc
@@ -35,6 +34,7 @@ from gateway.errors import InvalidRequestError
 from gateway.security.identity import current_principal
 from gateway.security.limits import require_deadline
 from gateway.streaming import in_pool
+from gateway.wire import parse_index, parse_timestamp
 from ledger import Ledger, StoredEntry
 from ledger.log import MAX_QUERY_LIMIT
 from partner_gateway.v1 import audit_pb2, audit_pb2_grpc
@@ -89,7 +89,7 @@ def filter_from_message(f: audit_pb2.DisclosureFilter) -> Filter:
     """Empty fields mean "any"; timestamps become aware UTC datetimes.
 
     Raises:
-        InvalidRequestError: an unknown decision value.
+        InvalidRequestError: an unknown decision value, a timestamp out of range.
     """
     decision = f.decision.upper() or None
     if decision is not None and decision not in _DECISIONS:
@@ -100,24 +100,20 @@ def filter_from_message(f: audit_pb2.DisclosureFilter) -> Filter:
         purpose=f.purpose or None,
         action=f.action.upper() or None,
         decision=decision,
-        since=f.since.ToDatetime(tzinfo=_UTC) if f.HasField("since") else None,
-        until=f.until.ToDatetime(tzinfo=_UTC) if f.HasField("until") else None,
+        since=parse_timestamp(f.since, field="filter.since") if f.HasField("since") else None,
+        until=parse_timestamp(f.until, field="filter.until") if f.HasField("until") else None,
     )
 
 
 def parse_page_token(token: str) -> int:
-    """A page token is the decimal index of the last entry of the previous page.
+    """A page token is the decimal index of the last entry of the previous page; ``-1`` for
+    the first page.
 
     Raises:
         InvalidRequestError: not a token this service issued.
     """
-    if not token:
-        return -1
-    if not token.isdigit() or len(token) > 19:
-        raise InvalidRequestError(
-            "page_token is not a ledger cursor", reason="audit.bad_page_token"
-        )
-    return int(token)
+    index = parse_index(token, field="page_token", reason="audit.bad_page_token")
+    return -1 if index is None else index
 
 
 def receipt_document_from_message(receipt: audit_pb2.Receipt) -> dict[str, object]:

@@ -18,6 +18,7 @@ from gateway.security.identity import current_principal
 from gateway.security.limits import StreamBudget, check_request, require_deadline
 from gateway.settings import LimitsSettings
 from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
+from gateway.wire import enum_name
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
 SERVICE = "/partner_gateway.v1.ShareService/"
@@ -25,26 +26,30 @@ STREAM_CHUNK_RECORDS = 1_000
 _T = TypeVar("_T")
 
 
-def _enum_name(enum: object, value: int, prefix: str) -> str:
-    """Enum value -> bare name (``ACTION_SHARE`` -> ``SHARE``); unspecified/unknown -> ``""``."""
-    try:
-        name: str = enum.Name(value)  # type: ignore[attr-defined]
-    except ValueError:
-        return ""
-    return "" if name.endswith("_UNSPECIFIED") else name.removeprefix(prefix)
-
-
 def order_from_request(
     request: share_pb2.ShareRequest,
     records: Iterable[share_pb2.Record] | None = None,
 ) -> ShareOrder:
-    """Translate a ``ShareRequest`` (and optionally streamed records) into a ``ShareOrder``."""
+    """Translate a ``ShareRequest`` (and optionally streamed records) into a ``ShareOrder``.
+
+    Raises:
+        InvalidRequestError: an enum number (action, legal basis, delivery) the API does not
+            define.
+    """
     basis = request.legal_basis
+    delivery_mode(request)  # an unknown delivery mode is refused, never taken as inline
     return ShareOrder(
         recipient_id=request.recipient_id,
         purpose=request.purpose,
-        action=_enum_name(share_pb2.Action, request.action, "ACTION_"),
-        legal_basis=_enum_name(share_pb2.LegalBasisKind, basis.kind, "LEGAL_BASIS_KIND_"),
+        action=enum_name(
+            share_pb2.Action.DESCRIPTOR, request.action, prefix="ACTION_", field="action"
+        ),
+        legal_basis=enum_name(
+            share_pb2.LegalBasisKind.DESCRIPTOR,
+            basis.kind,
+            prefix="LEGAL_BASIS_KIND_",
+            field="legal_basis.kind",
+        ),
         legal_reference=basis.reference,
         exemption_code=basis.exemption_code,
         record_type=request.record_type,
@@ -54,6 +59,20 @@ def order_from_request(
             RecordIn(subject_id=r.subject_id, fields=r.fields, order_id=r.order_id)
             for r in (request.records if records is None else records)
         ],
+    )
+
+
+def delivery_mode(request: share_pb2.ShareRequest) -> str:
+    """``OUTBOX`` or ``""`` (inline).
+
+    Raises:
+        InvalidRequestError: a delivery mode the API does not define.
+    """
+    return enum_name(
+        share_pb2.DeliveryMode.DESCRIPTOR,
+        request.delivery,
+        prefix="DELIVERY_MODE_",
+        field="delivery",
     )
 
 

@@ -24,7 +24,15 @@ from hypothesis import strategies as st
 from bench.workload import ad_record, ad_share
 from gateway.testing import RunningGateway, running_gateway
 from ledger.fsck import verify_url
-from partner_gateway.v1 import admin_pb2, audit_pb2, partner_pb2, share_pb2
+from partner_gateway.v1 import (
+    admin_pb2,
+    audit_pb2,
+    audit_pb2_grpc,
+    partner_pb2,
+    partner_pb2_grpc,
+    share_pb2,
+    share_pb2_grpc,
+)
 
 NEVER = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 IDENTITIES = ("service-checkout", "admin-ops", "auditor-audit-team", "partner-adco")
@@ -278,3 +286,160 @@ def test_many_random_requests_to_every_rpc_never_fail_internally(
 ) -> None:
     """3,000 generated calls across all RPCs: no INTERNAL/UNKNOWN; server up; ledger verifies."""
     _fuzz(gw, channels, examples=3_000)
+
+
+# --- bad values of every parsed field: INVALID_ARGUMENT with a stable reason ----------------
+
+#: Strings that look like cursors to a careless parser: "²" is a digit to ``str.isdigit``,
+#: 9999999999999999999 has 19 digits but overflows a BIGINT.
+CURSOR_TRAPS = [
+    "²",
+    "9999999999999999999",
+    "9223372036854775808",
+    "9223372036854775807",
+    "99999999999999999999",
+    "-1",
+    " 1",
+    "1 ",
+    "+1",
+    "1e3",
+    "0x10",
+    "1.0",
+    "١٢",
+    "\uff11\uff12",  # fullwidth digits
+    "\x00",
+    "0",
+    "17",
+]
+MIN_S, MAX_S = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31T23:59:59
+cursor_texts = st.one_of(st.sampled_from(CURSOR_TRAPS), st.text(max_size=22))
+timestamps = st.builds(
+    lambda s, n: (s, n),
+    st.one_of(
+        st.sampled_from([MIN_S - 1, MIN_S, 0, MAX_S, MAX_S + 1, -(2**63), 2**63 - 1]),
+        st.integers(-(2**63), 2**63 - 1),
+    ),
+    st.one_of(
+        st.sampled_from([-1, 0, 999_999_999, 10**9, 2_000_000_000]),
+        st.integers(-(2**31), 2**31 - 1),
+    ),
+)
+ENUMS = {
+    "action": share_pb2.Action,
+    "legal_basis.kind": share_pb2.LegalBasisKind,
+    "delivery": share_pb2.DeliveryMode,
+}
+
+
+def _valid_cursor(text: str) -> bool:
+    """The oracle: 1-19 ASCII digits within a signed 64-bit integer (or empty)."""
+    return text == "" or (
+        len(text) <= 19 and all("0" <= c <= "9" for c in text) and int(text) < 2**63
+    )
+
+
+def _status(call: Any) -> tuple[grpc.StatusCode, str]:
+    """Run ``call``; return its code and ErrorInfo reason (``""`` for OK or none)."""
+    from google.rpc import error_details_pb2
+    from grpc_status import rpc_status
+
+    try:
+        result = call()
+        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
+            list(result)
+    except grpc.RpcError as e:
+        status = rpc_status.from_call(e)  # type: ignore[arg-type]
+        for detail in status.details if status else ():
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                return e.code(), info.reason
+        return e.code(), ""
+    return grpc.StatusCode.OK, ""
+
+
+@st.composite
+def bad_value_calls(draw: st.DrawFn) -> tuple[str, str, Any, bool, str]:
+    """``(identity, label, call factory, value is valid, reason if invalid)``."""
+    kind = draw(st.sampled_from(["page_token", "stream_token", "pull", "ack", "time", "enum"]))
+    if kind in ("page_token", "stream_token", "pull", "ack"):
+        text = draw(cursor_texts)
+        valid = _valid_cursor(text)
+        if kind == "page_token":
+            req: Any = audit_pb2.QueryDisclosuresRequest(page_token=text)
+            return (
+                "auditor-audit-team",
+                kind,
+                ("AuditService", "QueryDisclosures", req),
+                valid,
+                "audit.bad_page_token",
+            )
+        if kind == "stream_token":
+            req = audit_pb2.StreamDisclosuresRequest(page_token=text)
+            return (
+                "auditor-audit-team",
+                kind,
+                ("AuditService", "StreamDisclosures", req),
+                valid,
+                "audit.bad_page_token",
+            )
+        if kind == "pull":
+            req = partner_pb2.PullRequest(cursor=text, max_items=1)
+            return "partner-adco", kind, ("PartnerService", "Pull", req), valid, "outbox.bad_cursor"
+        req = partner_pb2.AckRequest(cursor=text)
+        return "partner-adco", kind, ("PartnerService", "Ack", req), valid, "outbox.bad_cursor"
+    if kind == "time":
+        (seconds, nanos), which = draw(timestamps), draw(st.sampled_from(["since", "until"]))
+        flt = audit_pb2.DisclosureFilter()
+        getattr(flt, which).seconds = seconds
+        getattr(flt, which).nanos = nanos
+        valid = MIN_S <= seconds <= MAX_S and 0 <= nanos <= 999_999_999
+        req = audit_pb2.QueryDisclosuresRequest(filter=flt)
+        return (
+            "auditor-audit-team",
+            kind,
+            ("AuditService", "QueryDisclosures", req),
+            valid,
+            "request.bad_timestamp",
+        )
+    field = draw(st.sampled_from(sorted(ENUMS)))
+    known = [v.number for v in ENUMS[field].DESCRIPTOR.values]
+    number = draw(st.one_of(st.sampled_from(known), st.integers(-(2**31), 2**31 - 1)))
+    req = ad_share(1)
+    if field == "legal_basis.kind":
+        req.legal_basis.kind = number
+    else:
+        setattr(req, field, number)
+    return (
+        "service-checkout",
+        kind,
+        ("ShareService", "Evaluate", req),
+        number in known,
+        "request.bad_enum",
+    )
+
+
+def test_bad_cursors_timestamps_and_enums_are_invalid_argument(
+    gw: RunningGateway, channels: dict[str, grpc.Channel]
+) -> None:
+    """Page tokens, cursors, since/until and enum numbers: a bad value is INVALID_ARGUMENT
+    with its reason, a good one never INTERNAL (traps: "²", 9999999999999999999, nanos -1)."""
+    stubs = {
+        "AuditService": audit_pb2_grpc.AuditServiceStub,
+        "PartnerService": partner_pb2_grpc.PartnerServiceStub,
+        "ShareService": share_pb2_grpc.ShareServiceStub,
+    }
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(call=bad_value_calls())
+    def run(call: tuple[str, str, Any, bool, str]) -> None:
+        identity, label, (service, method, req), valid, reason = call
+        rpc = getattr(stubs[service](channels[identity]), method)
+        code, got = _status(lambda: rpc(req, timeout=10))
+        assert code not in NEVER, f"{label} {req} -> {code.name}"
+        if valid:
+            assert got != reason, f"{label} valid value refused: {req}"
+        else:
+            assert (code, got) == (grpc.StatusCode.INVALID_ARGUMENT, reason), f"{label} {req}"
+
+    run()
+    _check(gw)
