@@ -71,9 +71,12 @@ class RunningGateway:
 
 
 @contextmanager
-def running_gateway(data_dir: Path, **overrides: Any) -> Iterator[RunningGateway]:
+def running_gateway(
+    data_dir: Path, *, client_certs: bool = True, **overrides: Any
+) -> Iterator[RunningGateway]:
     """Start a gateway on 127.0.0.1:0 with mTLS from a dev CA under ``data_dir/pki``.
 
+    ``client_certs=False`` serves server-side TLS only (callers use bearer tokens).
     ``overrides`` are settings fields (e.g. ``ledger={"url": ...}``, ``policy={...}``).
     """
     settings = Settings.load(
@@ -81,6 +84,9 @@ def running_gateway(data_dir: Path, **overrides: Any) -> Iterator[RunningGateway
         overrides={"listen": "127.0.0.1:0", "data_dir": str(data_dir), **overrides},
     )
     settings = with_dev_pki(settings)
+    if not client_certs:
+        tls = settings.tls.model_copy(update={"client_ca_file": None, "require_client_cert": False})
+        settings = settings.model_copy(update={"tls": tls})
     gateway = Gateway.open(settings)
     loop = LoopThread()
     try:

@@ -247,3 +247,28 @@ def test_consistency_from_a_checkpoint_file_of_ledger_checkpoint(
     res = runner.invoke(app, ["audit", "consistency", "--trusted-checkpoint", str(trusted), *r])
     assert res.exit_code == 1 and "fork" in res.stderr, res.output
     assert saved_notes(tmp_path / "state") == before
+
+
+def test_remote_auditor_with_a_bearer_token(tmp_path: Path) -> None:
+    """Against a server-TLS listener an auditor's token works; a wrong one is one error line."""
+    tokens = tmp_path / "tokens.json"
+    res = runner.invoke(
+        app,
+        ["certs", "mint-token", "auditor:ext", "--role", "auditor", "--tokens-file", str(tokens)],
+    )
+    token = res.stdout.strip()
+    with running_gateway(tmp_path / "d", client_certs=False, tokens_file=str(tokens)) as gw:
+        base = [
+            "--server",
+            gw.address,
+            "--ca",
+            str(gw.pki / "ca.crt"),
+            "--vkey",
+            gw.gateway.ledger.verifier_key,
+            "--state-dir",
+            str(tmp_path / "state"),
+        ]
+        res = runner.invoke(app, ["audit", "checkpoint", "--token", token, *base])
+        assert res.exit_code == 0 and stdout(res).startswith("OK: "), res.output
+        res = runner.invoke(app, ["audit", "query", "--token", "not-a-token", *base])
+        assert res.exit_code == 2 and "UNAUTHENTICATED" in res.stderr
