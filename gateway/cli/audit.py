@@ -62,11 +62,11 @@ from gateway.cli.connection import (
     KeyOpt,
     PlaintextOpt,
     TokenOpt,
+    command_target,
     connect_address,
     fail,
     load_settings,
     reporting,
-    resolve_target,
 )
 from ledger import Ledger, LedgerError, StoredEntry, VerificationError
 from ledger.cli import existing_database
@@ -168,16 +168,7 @@ def remote(ctx: typer.Context, server: str) -> Iterator[AuditClient]:
     A failed check exits 1 (``FAILED: ...``); a failed call or unusable option exits 2.
     """
     p = ctx.params
-    target = resolve_target(
-        identity=AUDITOR_IDENTITY,
-        server=server,
-        config=p["config"],
-        plaintext=p["plaintext"],
-        ca=p["ca"],
-        cert=p["cert"],
-        key=p["key"],
-        token=p["token"],
-    )
+    target = command_target(ctx, identity=AUDITOR_IDENTITY, server=server)
     client = AuditClient(
         channel=target.channel(),
         server=server,

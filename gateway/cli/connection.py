@@ -123,6 +123,21 @@ def resolve_target(
     return Target(address=address, credentials=creds, token=token)
 
 
+def command_target(ctx: typer.Context, *, identity: str, server: str | None = None) -> Target:
+    """``resolve_target`` with the command's own connection options (``ctx.params``)."""
+    p = ctx.params
+    return resolve_target(
+        identity=identity,
+        server=server or p["server"],
+        config=p["config"],
+        plaintext=p["plaintext"],
+        ca=p["ca"],
+        cert=p["cert"],
+        key=p["key"],
+        token=p["token"],
+    )
+
+
 def connect_address(listen: str) -> str:
     """Where a client reaches a gateway listening on ``listen``."""
     host, _, port = listen.rpartition(":")

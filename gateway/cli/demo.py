@@ -24,9 +24,9 @@ from gateway.cli.connection import (
     PlaintextOpt,
     ServerOpt,
     TokenOpt,
+    command_target,
     fail,
     reporting,
-    resolve_target,
     rpc_failure,
 )
 from gateway.demo import SCENARIOS
@@ -37,6 +37,7 @@ _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 def demo(
+    ctx: typer.Context,
     scenario: Annotated[
         str | None, typer.Argument(help=f"One of {sorted(SCENARIOS)}; default: all.")
     ] = None,
@@ -54,16 +55,7 @@ def demo(
             f"unknown scenario {scenario!r}; choose from {sorted(SCENARIOS)}",
             param_hint="SCENARIO",
         )
-    target = resolve_target(
-        identity=SERVICE_IDENTITY,
-        server=server,
-        config=config,
-        plaintext=plaintext,
-        ca=ca,
-        cert=cert,
-        key=key,
-        token=token,
-    )
+    target = command_target(ctx, identity=SERVICE_IDENTITY)
     stub = share_pb2_grpc.ShareServiceStub(target.channel())
     unexpected = 0
     for name in [scenario] if scenario else list(SCENARIOS):
@@ -98,6 +90,7 @@ def _error_document(e: grpc.RpcError) -> dict[str, object]:
 
 
 def health(
+    ctx: typer.Context,
     server: ServerOpt = None,
     config: ConfigOpt = None,
     plaintext: PlaintextOpt = False,
@@ -108,16 +101,7 @@ def health(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.", min=0.1)] = 5,
 ) -> None:
     """Print the gateway's gRPC health status (exit 1 unless SERVING, 2 if unreachable)."""
-    target = resolve_target(
-        identity=SERVICE_IDENTITY,
-        server=server,
-        config=config,
-        plaintext=plaintext,
-        ca=ca,
-        cert=cert,
-        key=key,
-        token=token,
-    )
+    target = command_target(ctx, identity=SERVICE_IDENTITY)
     stub = health_pb2_grpc.HealthStub(target.channel())
     with reporting(target):
         status = stub.Check(
