@@ -10,10 +10,14 @@ import sys
 import tomllib
 import warnings
 from collections.abc import Iterator
+from concurrent import futures
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2_grpc
+from grpc_health.v1.health import HealthServicer
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -114,6 +118,29 @@ def test_health_and_demo_work_from_any_folder(
     assert res.exit_code == 0, res.output  # the refusals are outcomes, not failures
     assert len(re.findall(r"^# [\w-]+: ", res.stdout, re.M)) == len(SCENARIOS)
     assert '"PERMISSION_DENIED"' in res.stdout
+
+
+def test_plaintext_client_reaches_a_plaintext_gateway(site: Path, elsewhere: Path) -> None:
+    """--plaintext talks without TLS (to a loopback listener serving plaintext)."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    health_pb2_grpc.add_HealthServicer_to_server(HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        res = runner.invoke(
+            app,
+            [
+                "health",
+                "--plaintext",
+                "--server",
+                f"127.0.0.1:{port}",
+                "-c",
+                str(site / "gateway.toml"),
+            ],
+        )
+    finally:
+        server.stop(None)
+    assert (res.exit_code, res.stdout) == (0, "SERVING\n"), res.output
 
 
 def test_demo_unknown_scenario_is_a_usage_error(site: Path) -> None:

@@ -53,3 +53,12 @@ def test_verify_of_missing_database_exits_2(tmp_path: Path) -> None:
     """An unreadable ledger is a usage/availability error, exit code 2."""
     res = CliRunner().invoke(app, ["verify", "--db", f"sqlite:///{tmp_path / 'none.db'}", "--json"])
     assert res.exit_code == 2 and json.loads(res.output)["ok"] is False
+
+
+def test_read_only_commands_create_no_database(tmp_path: Path) -> None:
+    """verify and checkpoint on a missing SQLite file say so and leave no file behind."""
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    for args in (["verify", "--db", url], ["checkpoint", "--db", url, "--keys-dir", str(tmp_path)]):
+        res = CliRunner().invoke(app, args)
+        assert res.exit_code == 2 and "no such database" in res.stderr
+    assert list(tmp_path.iterdir()) == []
