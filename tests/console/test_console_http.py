@@ -6,7 +6,13 @@ import csv
 import http.cookiejar
 import io
 import json
+import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -230,3 +236,39 @@ def test_each_page_view_is_an_auditor_read_logged_by_the_gateway(rig: Rig) -> No
     assert {(e["rpc"], e["principal"], e["via"]) for e in reads} == {
         ("GetReceipt", "auditor:alice", "console:web")
     }
+
+
+def test_share_gateway_console_process_serves_a_running_gateway(rig: Rig) -> None:
+    """`share-gateway console --gateway ... --listen ...` (the README's command) starts, lets
+    the auditor log in, and stops on SIGTERM (uvicorn shuts down, then re-raises it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SHARE_GATEWAY_DATA_DIR": str(rig.gw.gateway.settings.data_dir)}
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway", "console"),
+            *("--gateway", rig.gw.address, "--listen", f"127.0.0.1:{port}"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        b = Browser(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if b.get("/login")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        status, url, body = b.login(rig.auditor_token)
+        assert (status, url) == (200, f"http://127.0.0.1:{port}/")
+        assert f'id="ledger-size">{rig.gw.gateway.ledger.size}<' in body
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
