@@ -9,7 +9,9 @@ Invariants (ADR 0008):
 - Every response carries a strict CSP (scripts and styles only from ``/static``, no inline
   script or style, no third-party origin), ``no-store`` caching and no referrer.
 - The entry page hands the browser the raw receipt; ``static/verify.js`` checks it there
-  with a verifier key the auditor entered, so a lying console server shows red.
+  with a verifier key the auditor entered, and checks the checkpoint's consistency with the
+  last one that browser verified (``/consistency.json``), so a lying console server, or a log
+  showing this browser a forked history, shows red.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from partner_gateway.v1 import audit_pb2
 HERE = Path(__file__).resolve().parent
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 _DAY_CHOICES = (7, 30, 90, 365)
 _RECENT = 50  # entries the overview reads to find the policy revision in force
@@ -444,6 +446,20 @@ def create_app(
             headers={"content-disposition": f'attachment; filename="receipt-{index}.json"'},
         )
 
+    async def consistency(request: Request) -> Response:
+        """An RFC 9162 consistency proof between two tree sizes, for verify.js."""
+        _, token = logged_in(request)
+        sizes = [request.query_params.get(k, "") for k in ("old", "new")]
+        if not all(s.isdigit() and len(s) <= 19 for s in sizes):
+            raise HTTPException(400, "old and new must be tree sizes")
+        proof = await audit().consistency(token, int(sizes[0]), int(sizes[1]))
+        doc = {
+            "old_size": proof.old_size,
+            "new_size": proof.new_size,
+            "proof": [h.hex() for h in proof.proof],
+        }
+        return Response(json.dumps(doc), media_type="application/json")
+
     # -- errors -------------------------------------------------------------------------
 
     async def to_login(request: Request, exc: Exception) -> Response:
@@ -459,6 +475,8 @@ def create_app(
         status = {
             grpc.StatusCode.PERMISSION_DENIED: 403,
             grpc.StatusCode.INVALID_ARGUMENT: 400,
+            grpc.StatusCode.OUT_OF_RANGE: 400,
+            grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
             grpc.StatusCode.NOT_FOUND: 404,
             grpc.StatusCode.UNAVAILABLE: 503,
             grpc.StatusCode.DEADLINE_EXCEEDED: 504,
@@ -485,6 +503,7 @@ def create_app(
         Route("/charts", chart_page, methods=["GET"]),
         Route("/entry/{index:int}", entry, methods=["GET"]),
         Route("/entry/{index:int}/receipt.json", receipt_file, methods=["GET"]),
+        Route("/consistency.json", consistency, methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

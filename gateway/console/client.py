@@ -129,6 +129,16 @@ class AuditClient:
         )
         return await call
 
+    async def consistency(
+        self, token: str, old_size: int, new_size: int
+    ) -> audit_pb2.ConsistencyProof:
+        call = self._stub.GetConsistencyProof(
+            audit_pb2.GetConsistencyProofRequest(old_size=old_size, new_size=new_size),
+            metadata=self._auth(token),
+            timeout=self._timeout,
+        )
+        return await call
+
     async def subject_report(self, token: str, subject_id: str) -> audit_pb2.SubjectReportResponse:
         call = self._stub.SubjectReport(
             audit_pb2.SubjectReportRequest(subject_id=subject_id),

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
+from gateway.demo import delivery_request
 from ledger import merkle
+from partner_gateway.v1 import share_pb2_grpc
 from tests.console.conftest import Rig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -152,10 +154,42 @@ def test_entry_proof_verifies_in_the_browser(browser: Any, rig: Rig) -> None:
     assert v.get_attribute("class") == "verdict ok", v.text
     assert f"entry {index} is in the log" in v.text
     steps = browser.find_elements(By.CSS_SELECTOR, "#steps li.ok")
-    assert len(steps) == 4
+    assert len(steps) == 5 and "remembered" in steps[4].text
     verified = json.loads(browser.find_element(By.ID, "verified-entry").text)
     assert verified["index"] == index
     shot(browser, "entry-verified")
+
+
+def test_a_grown_log_is_checked_consistent_with_the_remembered_checkpoint(
+    browser: Any, rig: Rig
+) -> None:
+    """After new shares, the next entry's checkpoint is proven to extend the remembered one."""
+    share = share_pb2_grpc.ShareServiceStub(rig.gw.channel("service", "checkout"))
+    share.Share(delivery_request())
+    newest = rig.gw.gateway.ledger.size - 1
+    browser.get(f"{rig.url}/entry/{newest}")
+    v = verdict(browser)
+    assert v.get_attribute("class") == "verdict ok", v.text
+    last = browser.find_elements(By.CSS_SELECTOR, "#steps li")[-1]
+    assert last.text.startswith("consistency: consistent with the tree of size")
+
+
+def test_a_forked_history_shows_red(browser: Any, rig: Rig) -> None:
+    """A checkpoint this browser saw before with another root (a split view) fails step 5."""
+    origin = rig.gw.gateway.ledger.origin
+    size = rig.gw.gateway.ledger.size
+    browser.get(f"{rig.url}/entry/1")
+    verdict(browser)
+    for seen in ({"size": str(size), "root": "00" * 32}, {"size": "3", "root": "11" * 32}):
+        browser.execute_script(
+            "localStorage.setItem(arguments[0], arguments[1])",
+            f"share-gateway.console.checkpoint:{origin}",
+            json.dumps(seen),
+        )
+        browser.get(f"{rig.url}/entry/1")
+        v = verdict(browser)
+        assert v.get_attribute("class") == "verdict failed" and "consistency" in v.text, v.text
+    browser.execute_script("localStorage.clear()")
 
 
 def test_a_different_key_fails(browser: Any, rig: Rig) -> None:
@@ -163,7 +197,11 @@ def test_a_different_key_fails(browser: Any, rig: Rig) -> None:
     from ledger.checkpoint import NoteSigner
 
     browser.get(f"{rig.url}/entry/1")
-    assert verdict(browser).get_attribute("class") == "verdict ok"  # remembered key
+    browser.find_element(By.ID, "vkey").send_keys(rig.vkey)
+    browser.find_element(By.ID, "verify-btn").click()
+    assert verdict(browser).get_attribute("class") == "verdict ok"
+    browser.get(f"{rig.url}/entry/1")
+    assert verdict(browser).get_attribute("class") == "verdict ok"  # the key is remembered
     other = NoteSigner.generate(rig.gw.gateway.ledger.origin).vkey
     browser.find_element(By.ID, "vkey").clear()
     browser.find_element(By.ID, "vkey").send_keys(other)
@@ -194,52 +232,62 @@ class _Nodes(dict[tuple[int, int], bytes]):
         return {i: self[i] for i in ids if i in self}
 
 
-def _python_cases() -> list[dict[str, Any]]:
-    """Inclusion proofs from ledger.merkle for every leaf of trees of 1..20 leaves, plus a
-    one-bit change of each that must fail."""
-    cases = []
-    for size in range(1, 21):
-        leaves = [merkle.leaf_hash(f"e{i}".encode()) for i in range(size)]
-        nodes = _Nodes({(0, i): h for i, h in enumerate(leaves)})
-        frontier = merkle.Frontier()
-        for lvl, idx, h in frontier.extend(leaves):
-            nodes[(lvl, idx)] = h
-        root = merkle.root_from_leaves(leaves)
+def _python_cases(n: int = 20) -> list[dict[str, Any]]:
+    """Inclusion proofs for every leaf of trees of 1..n leaves and consistency proofs between
+    every two sizes, made by ledger.merkle; each also with a one-bit-wrong root that must fail."""
+    leaves = [merkle.leaf_hash(f"e{i}".encode()) for i in range(n)]
+    nodes = _Nodes({(0, i): h for i, h in enumerate(leaves)})
+    for lvl, idx, h in merkle.Frontier().extend(leaves):
+        nodes[(lvl, idx)] = h
+    roots = [merkle.root_from_leaves(leaves[:size]) for size in range(n + 1)]
+
+    def flip(h: bytes) -> str:
+        return (bytes([h[0] ^ 1]) + h[1:]).hex()
+
+    cases: list[dict[str, Any]] = []
+    for size in range(1, n + 1):
         for index in range(size):
-            proof = merkle.inclusion_proof(index, size, nodes.get_many)
+            proof = [p.hex() for p in merkle.inclusion_proof(index, size, nodes.get_many)]
             case = {"index": str(index), "size": str(size), "leaf": leaves[index].hex()}
-            cases.append(
-                {**case, "proof": [p.hex() for p in proof], "root": root.hex(), "ok": True}
-            )
-            bad_root = bytes([root[0] ^ 1]) + root[1:]
-            cases.append(
-                {**case, "proof": [p.hex() for p in proof], "root": bad_root.hex(), "ok": False}
-            )
+            cases.append({**case, "proof": proof, "root": roots[size].hex(), "ok": True})
+            cases.append({**case, "proof": proof, "root": flip(roots[size]), "ok": False})
+        for old in range(1, size + 1):
+            proof = [p.hex() for p in merkle.consistency_proof(old, size, nodes.get_many)]
+            case = {"size1": str(old), "size2": str(size), "root2": roots[size].hex()}
+            cases.append({**case, "proof": proof, "root1": roots[old].hex(), "ok": True})
+            cases.append({**case, "proof": proof, "root1": flip(roots[old]), "ok": False})
     return cases
 
 
 def _probe_cases() -> list[dict[str, Any]]:
-    """The transparency-dev RFC 9162 inclusion probes (as tests/ledger uses them)."""
+    """The transparency-dev RFC 9162 probes, inclusion and consistency (as tests/ledger)."""
+
+    def h(s: str | None) -> str:
+        return base64.b64decode(s).hex() if s else ""
+
     out = []
     for path in sorted(VECTORS.rglob("*.json")):
-        if "inclusion" not in path.parts:
-            continue
         p = json.loads(path.read_text())
-
-        def h(s: str | None) -> str:
-            return base64.b64decode(s).hex() if s else ""
-
-        out.append(
-            {
-                "name": str(path.relative_to(VECTORS)),
+        case = {
+            "name": str(path.relative_to(VECTORS)),
+            "proof": [h(x) for x in p.get("proof") or []],
+            "ok": not p["wantErr"],
+        }
+        if "leafIdx" in p:
+            case |= {
                 "index": str(p["leafIdx"]),
                 "size": str(p["treeSize"]),
                 "leaf": h(p["leafHash"]),
-                "proof": [h(x) for x in p.get("proof") or []],
                 "root": h(p["root"]),
-                "ok": not p["wantErr"],
             }
-        )
+        else:
+            case |= {
+                "size1": str(p["size1"]),
+                "size2": str(p["size2"]),
+                "root1": h(p["root1"]),
+                "root2": h(p["root2"]),
+            }
+        out.append(case)
     return out
 
 
@@ -250,8 +298,13 @@ const [cases, done] = arguments;
   for (const c of cases) {
     let ok = true, why = "accepted";
     try {
-      await V.verifyInclusion(BigInt(c.index), BigInt(c.size), V.fromHex(c.leaf),
-                              c.proof.map(V.fromHex), V.fromHex(c.root));
+      if (c.size1 === undefined) {
+        await V.verifyInclusion(BigInt(c.index), BigInt(c.size), V.fromHex(c.leaf),
+                                c.proof.map(V.fromHex), V.fromHex(c.root));
+      } else {
+        await V.verifyConsistency(BigInt(c.size1), BigInt(c.size2), V.fromHex(c.root1),
+                                  V.fromHex(c.root2), c.proof.map(V.fromHex));
+      }
     } catch (e) { ok = false; why = e.message; }
     if (ok !== c.ok) wrong.push(`${c.name || c.index + "/" + c.size}: ${why}`);
   }
@@ -261,7 +314,8 @@ const [cases, done] = arguments;
 
 
 def test_verify_js_agrees_with_the_python_ledger_and_the_rfc_probes(browser: Any, rig: Rig) -> None:
-    """verify.js accepts every valid proof and rejects every bad one, as ledger.verify does."""
+    """verify.js accepts every valid inclusion and consistency proof and rejects every bad
+    one, as ledger.verify does."""
     login(browser, rig.url, rig.auditor_token)
     browser.get(f"{rig.url}/entry/0")
     cases = _python_cases()
@@ -270,4 +324,4 @@ def test_verify_js_agrees_with_the_python_ledger_and_the_rfc_probes(browser: Any
         pytest.skip(f"RFC 9162 probes not found at {VECTORS}")  # pragma: no cover
     result = browser.execute_async_script(_RUN_CASES, cases + probes)
     assert result["wrong"] == [] and result["ran"] == len(cases) + len(probes)
-    assert len(probes) == 98
+    assert len(probes) == 196

@@ -272,3 +272,15 @@ def test_share_gateway_console_process_serves_a_running_gateway(rig: Rig) -> Non
     finally:
         proc.terminate()
         assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+
+
+def test_consistency_proofs_need_a_login_and_valid_sizes(rig: Rig) -> None:
+    """/consistency.json answers the logged-in auditor only, and 400 for sizes that are not."""
+    anonymous = Browser(rig.url)
+    assert anonymous.get("/consistency.json?old=1&new=2")[1] == rig.url + "/login"
+    b = Browser(rig.url)
+    b.login(rig.auditor_token)
+    status, _, body = b.get("/consistency.json?old=1&new=3")
+    assert status == 200 and json.loads(body)["new_size"] == 3
+    assert b.get("/consistency.json?old=-1&new=3")[0] == 400
+    assert b.get("/consistency.json?old=5&new=3")[0] == 400  # the gateway refuses

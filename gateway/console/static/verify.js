@@ -8,7 +8,10 @@
 //      its origin is the key's name and its size is the receipt's tree size;
 //   2. SHA-256(0x00 || entry bytes) is the stated leaf hash (RFC 9162 §2.1.1);
 //   3. the entry states the index of the page that shows it;
-//   4. the inclusion proof leads from that leaf to the checkpoint's root (RFC 9162 §2.1.3.2).
+//   4. the inclusion proof leads from that leaf to the checkpoint's root (RFC 9162 §2.1.3.2);
+//   5. the checkpoint is consistent with the largest one this browser verified before for this
+//      log (RFC 9162 §2.1.4.2, proof fetched from the console): the log has only grown, and it
+//      has not shown this browser a different history. The larger checkpoint is remembered.
 // It mirrors gateway.auditing.verify_receipt and ledger.verify.root_from_inclusion_proof.
 // Tree sizes and indexes are BigInt: the RFC's test vectors go up to 2^64 - 1.
 "use strict";
@@ -17,6 +20,7 @@ const ConsoleVerify = (() => {
   const enc = new TextEncoder();
   const DASH = "\u2014";
   const KEY_STORE = "share-gateway.console.vkey";
+  const CHECKPOINT_STORE = "share-gateway.console.checkpoint:"; // + origin: {size, root hex}
 
   const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
@@ -78,6 +82,69 @@ const ConsoleVerify = (() => {
     }
   }
 
+  // RFC 9162 §2.1.4.2: does the tree (newSize, newRoot) extend (oldSize, oldRoot)? Mirrors
+  // ledger.verify.verify_consistency, with transparency-dev's edge cases (size 0 refused;
+  // equal sizes need an empty proof and equal roots).
+  async function verifyConsistency(oldSize, newSize, oldRoot, newRoot, proof) {
+    const m = BigInt(oldSize);
+    const n = BigInt(newSize);
+    if (m < 0n || m > n) throw new Error(`bad consistency sizes ${m} -> ${n}`);
+    if (m === 0n) throw new Error("consistency with the empty tree is not checkable");
+    if (m === n) {
+      if (proof.length) throw new Error("consistency proof between equal sizes must be empty");
+      if (!equal(oldRoot, newRoot)) throw new Error("roots differ for equal tree sizes");
+      return;
+    }
+    if (!proof.length) throw new Error("empty consistency proof");
+    for (const h of [oldRoot, newRoot, ...proof]) {
+      if (h.length !== 32) throw new Error(`hash of ${h.length} bytes, want 32`);
+    }
+    // Step 2: if the old size is a power of two, the old root is the path's first node.
+    const path = (m & (m - 1n)) === 0n ? [oldRoot, ...proof] : [...proof];
+    let fn = m - 1n;
+    let sn = n - 1n;
+    while ((fn & 1n) === 1n) { fn >>= 1n; sn >>= 1n; }
+    let fr = path[0];
+    let sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0n) throw new Error("consistency proof too long");
+      if ((fn & 1n) === 1n || fn === sn) {
+        fr = await nodeHash(c, fr);
+        sr = await nodeHash(c, sr);
+        while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+      } else {
+        sr = await nodeHash(sr, c);
+      }
+      fn >>= 1n;
+      sn >>= 1n;
+    }
+    if (sn !== 0n) throw new Error("consistency proof too short");
+    if (!equal(fr, oldRoot)) throw new Error("consistency proof does not match the old root");
+    if (!equal(sr, newRoot)) throw new Error("consistency proof does not match the new root");
+  }
+
+  // Step 5: `cp` against the checkpoint remembered for its origin; remembers the larger.
+  // `fetchProof(old, new)` returns the proof hashes (from the console: untrusted, checked here).
+  async function checkAgainstRemembered(cp, store, fetchProof) {
+    const key = CHECKPOINT_STORE + cp.origin;
+    const seen = store.getItem(key) && JSON.parse(store.getItem(key));
+    const remember = () => store.setItem(key, JSON.stringify({ size: String(cp.size), root: toHex(cp.root) }));
+    if (!seen) {
+      remember();
+      return `first checkpoint of this log seen by this browser (size ${cp.size}); remembered`;
+    }
+    const old = { size: BigInt(seen.size), root: fromHex(seen.root) };
+    if (old.size === cp.size) {
+      if (!equal(old.root, cp.root)) throw new Error(`a different tree of size ${cp.size} was seen before`);
+      return `same tree as seen before (size ${cp.size})`;
+    }
+    const [a, b] = old.size < cp.size ? [old, cp] : [cp, old];
+    const proof = (await fetchProof(a.size, b.size)).map(fromHex);
+    await verifyConsistency(a.size, b.size, a.root, b.root, proof);
+    if (cp.size > old.size) remember();
+    return `consistent with the tree of size ${old.size} seen before`;
+  }
+
   // Verifier key "<name>+<key id, 8 hex>+<base64(0x01 || Ed25519 public key)>".
   async function parseVkey(vkey) {
     const s = vkey.trim();
@@ -126,9 +193,9 @@ const ConsoleVerify = (() => {
     return { origin: lines[0], size: BigInt(lines[1]), root };
   }
 
-  // The four checks, in order; `report(label, ok, detail)` sees each. Throws at the first
-  // failure with a message naming it.
-  async function verifyReceipt(doc, vkey, expectedIndex, report = () => {}) {
+  // Checks 1-4, in order, and 5 when `history` ({store, fetchProof}) is given;
+  // `report(label, ok, detail)` sees each. Throws at the first failure with a message naming it.
+  async function verifyReceipt(doc, vkey, expectedIndex, report = () => {}, history = null) {
     const step = async (label, fn) => {
       try {
         const detail = await fn();
@@ -165,6 +232,9 @@ const ConsoleVerify = (() => {
       await verifyInclusion(doc.index, cp.size, leaf, proof, cp.root);
       return `${proof.length} hashes to root ${toHex(cp.root).slice(0, 16)}…`;
     });
+    if (history) {
+      await step("consistency", () => checkAgainstRemembered(cp, history.store, history.fetchProof));
+    }
     return { index: doc.index, treeSize: cp.size, entry: JSON.parse(doc.entry) };
   }
 
@@ -196,7 +266,12 @@ const ConsoleVerify = (() => {
     };
     try {
       const doc = JSON.parse(holder.dataset.receipt);
-      const res = await verifyReceipt(doc, vkey, index, report);
+      const fetchProof = async (oldSize, newSize) => {
+        const r = await fetch(`/consistency.json?old=${oldSize}&new=${newSize}`, { credentials: "same-origin" });
+        if (!r.ok) throw new Error(`console answered ${r.status} for the consistency proof`);
+        return (await r.json()).proof;
+      };
+      const res = await verifyReceipt(doc, vkey, index, report, { store: localStorage, fetchProof });
       // Shown from the verified bytes only (textContent: never parsed as HTML).
       out.textContent = JSON.stringify(res.entry, null, 1);
       show("ok", `已验证 · Verified: entry ${res.index} is in the log at tree size ${res.treeSize}.`);
@@ -218,7 +293,10 @@ const ConsoleVerify = (() => {
 
   if (typeof document !== "undefined") document.addEventListener("DOMContentLoaded", wire);
 
-  return { leafHash, nodeHash, rootFromInclusionProof, verifyInclusion, parseVkey, openNote, verifyReceipt, fromHex, toHex };
+  return {
+    leafHash, nodeHash, rootFromInclusionProof, verifyInclusion, verifyConsistency,
+    parseVkey, openNote, verifyReceipt, fromHex, toHex,
+  };
 })();
 
 globalThis.ConsoleVerify = ConsoleVerify;
