@@ -36,7 +36,9 @@ def free_port() -> int:
 
 
 def ensure_pki(pki: Path) -> Path:
-    """Create the development CA and certificates under ``pki`` once."""
+    """Create the development CA and certificates under ``pki`` once (its parent, a data
+    dir, owner-only: the gateway refuses a wider one)."""
+    pki.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not (pki / "server.crt").exists():
         init_dev_pki(pki)
     return pki

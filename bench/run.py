@@ -412,6 +412,7 @@ def write_docs(md: str) -> None:
 
 
 def main() -> None:
+    os.umask(0o077)  # data dirs and databases owner-only, as the gateway requires
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="short rounds (3 s) for a smoke run")
     p.add_argument("--rounds", type=int, default=3)

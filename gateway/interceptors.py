@@ -14,6 +14,7 @@ import contextvars
 import inspect
 import itertools
 import os
+import re
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,20 @@ _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", 
 #: UUID's). Unique, not secret; ``uuid4`` cost a ``getrandom`` system call per RPC.
 _ID_PREFIX = os.urandom(8).hex()
 _id_counter = itertools.count(1)
+
+
+#: The only ``x-request-id`` values taken from a caller (issue 14.5). Anything else is replaced
+#: by a generated id and dropped unread: the header reaches the ledger and every log line,
+#: so free text there could put personal data in both.
+REQUEST_ID_FORMAT = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def request_id_from(metadata: dict[str, Any]) -> str:
+    """The caller's ``x-request-id`` if it matches ``REQUEST_ID_FORMAT``, else a new id."""
+    given = metadata.get(REQUEST_ID_HEADER)
+    if isinstance(given, str) and REQUEST_ID_FORMAT.fullmatch(given):
+        return given
+    return new_request_id()
 
 
 def new_request_id() -> str:
@@ -301,7 +316,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
             return None
         method = handler_call_details.method
         metadata = dict(handler_call_details.invocation_metadata or ())
-        request_id = str(metadata.get(REQUEST_ID_HEADER) or new_request_id())[:64]
+        request_id = request_id_from(metadata)
         return wrap_handler(handler, lambda b: _with_call_context(b, method, request_id))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ import structlog
 from grpc_health.v1 import health
 
 from gateway.database import open_engine
+from gateway.datadir import check_sqlite_files, ensure_private_dir, prepare_data_dir
 from gateway.errors import AddressInUseError, GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.introspection import add_tooling, serving_health
@@ -36,6 +38,7 @@ from gateway.security.identity import Principal
 from gateway.security.interceptor import AuthInterceptor
 from gateway.security.keys import KeyRing, PseudonymKeys
 from gateway.security.limits import server_options
+from gateway.security.refusals import RefusalCounter
 from gateway.security.tls import probe_credentials, server_credentials
 from gateway.security.tokens import TokenStore
 from gateway.services.admin import AdminServicer
@@ -78,6 +81,8 @@ class Gateway:
         self.ledger = ledger
         self.keys = keys
         self.sharing = Sharing(registry=registry, engine=engine, ledger=ledger, keys=keys)
+        self.refusals = RefusalCounter(append=ledger.append)
+        self.refusals.start()
         # Partner outboxes (R17); None: DELIVERY_MODE_OUTBOX is refused, Pull has nothing.
         self.outbox = (
             Outbox(sharing=self.sharing, store=outbox_store) if outbox_store is not None else None
@@ -90,7 +95,11 @@ class Gateway:
         Raises:
             GatewayError / LedgerError: a part could not be opened (reported at start).
         """
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        sqlite_db = prepare_data_dir(
+            data_dir=settings.data_dir,
+            keys_dir=settings.keys_dir,
+            database_url=settings.ledger_url,
+        )
         database = open_engine(settings.ledger_url, pool_size=settings.worker_threads + 4)
         registry = Registry.open(database)
         if settings.seed_file is not None and registry.is_empty():
@@ -110,6 +119,8 @@ class Gateway:
             keys=KeyRing(directory=settings.keys_dir / OUTBOX_KEY_RING, name=OUTBOX_KEY_RING),
             retention=timedelta(hours=settings.outbox.retention_hours),
         )
+        if sqlite_db is not None:  # -wal and -shm exist now: SQLite made them 0600 too
+            check_sqlite_files(sqlite_db)
         return cls(
             settings=settings,
             registry=registry,
@@ -119,17 +130,24 @@ class Gateway:
             outbox_store=outbox_store,
         )
 
-    def record_refusal(self, principal: Principal | None, method: str, error: GatewayError) -> None:
-        """Write a refused call (no identity, wrong role, wrong partner) to the ledger (issue 5)."""
+    def record_refusal(
+        self, principal: Principal | None, method: str, error: GatewayError, peer: str
+    ) -> None:
+        """Write a refused call to the ledger (issue 5): an unauthenticated one is counted
+        per peer and window (``RefusalCounter``, issue 14.5), an identified caller's refusal
+        is one entry of its own."""
+        if principal is None:
+            self.refusals.add(peer=peer, reason=error.reason)
+            return
         self.ledger.append(
             [
                 Disclosure(
                     time=datetime.now(UTC),
                     request_id=current_request_id(),
-                    rpc=method,
-                    caller=principal.id if principal else "",
-                    caller_role=str(principal.role) if principal else "",
-                    partner_id=principal.partner_id or "" if principal else "",
+                    rpc=method[:128],  # an unregistered method's name is the caller's text
+                    caller=principal.id,
+                    caller_role=str(principal.role),
+                    partner_id=principal.partner_id or "",
                     mode="refused_call",
                     decision="DENY",
                     reason_codes=(error.reason,),
@@ -138,6 +156,7 @@ class Gateway:
         )
 
     def close(self) -> None:
+        self.refusals.close()  # before the ledger: the last counts are written
         if self.outbox is not None:
             self.outbox.store.close()
         self.engine.close()
@@ -282,6 +301,7 @@ def with_dev_pki(settings: Settings) -> Settings:
     Used when no certificate is configured and plaintext is not asked for, so the embedded
     default is never plaintext and a newcomer can talk to it with the demo client certs.
     """
+    ensure_private_dir(settings.data_dir)
     pki = settings.data_dir / "pki"
     if not (pki / "server.crt").exists():
         init_dev_pki(pki)
@@ -316,6 +336,7 @@ def tune_gc() -> None:
 
 def serve(settings: Settings) -> None:
     """Run a gateway until SIGINT/SIGTERM, then drain and shut down gracefully."""
+    os.umask(0o077)  # every file this process creates is the owner's only (issue 14.6)
     asyncio.run(_serve(settings))
 
 

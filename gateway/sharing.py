@@ -30,6 +30,7 @@ from gateway.errors import InvalidRequestError
 from gateway.policy import PolicyDecision, PolicyEngine, Reason
 from gateway.registry import Registry, SubjectFacts
 from gateway.security.identity import Principal
+from gateway.security.limits import check_order_text
 from ledger import Disclosure, Ledger, Receipt
 
 Mode = Literal["share", "stage", "pull"]
@@ -219,6 +220,7 @@ class Sharing:
     def _prepare(
         self, order: ShareOrder, principal: Principal, *, mode: Mode, today: date
     ) -> _Prepared:
+        check_order_text(order)  # what the ledger will store: bounded, no free text
         if not order.record_type:
             raise InvalidRequestError(
                 "record_type is required", reason="request.record_type_missing"

@@ -24,6 +24,11 @@ from ledger.errors import InvalidArgumentError, LedgerCorruptionError
 ENTRY_VERSION = 1
 DECISIONS = frozenset({"ALLOW", "DENY"})
 MODES = frozenset({"", "share", "stage", "pull", "refused_call"})
+#: Longest text (characters) in any string field, list item or subject id a disclosure may
+#: carry (issue 14.5): an entry is small whatever a caller sends, so reading it back never
+#: exceeds a message limit. The gateway's request limits are tighter and name the request
+#: field; this is the ledger's own guard.
+MAX_TEXT_CHARS = 256
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -173,6 +178,14 @@ def validate_disclosure(d: Disclosure) -> None:
         for name in _LIST_FIELDS:
             _check_text(name, list(getattr(d, name)))
         raise
+    if max(map(len, texts), default=0) > MAX_TEXT_CHARS:  # type: ignore[arg-type]
+        for name in (*_STR_FIELDS, *_LIST_FIELDS):
+            value = getattr(d, name)
+            if any(len(v) > MAX_TEXT_CHARS for v in (value if type(value) is tuple else [value])):
+                raise InvalidArgumentError(
+                    f"disclosure.{name} is longer than {MAX_TEXT_CHARS} characters",
+                    reason="ledger.text_length",
+                )
     if not isinstance(d.record_count, int) or isinstance(d.record_count, bool):
         raise InvalidArgumentError("disclosure.record_count must be an int")
     if d.record_count < 0:

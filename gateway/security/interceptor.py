@@ -9,10 +9,11 @@ on the worker thread; a coroutine or async-generator behaviour (``Share``, every
 in its call's own asyncio task, whose context is its own.
 
 Refusals: no identity -> UNAUTHENTICATED; a role no rule allows -> PERMISSION_DENIED.
-Each is passed to ``on_refused(principal, method, error)`` (the server writes it to the ledger
-as a refused attempt; not for health and reflection, which hold no data), then raised as the
-``GatewayError``: install this interceptor *after* ``gateway.interceptors.CallInterceptor``,
-the one place errors become statuses.
+Each is passed to ``on_refused(principal, method, error, peer)`` (the server writes it to the
+ledger as a refused attempt, unauthenticated ones counted per peer; not for health and
+reflection, which hold no data), then raised as the ``GatewayError``: install this
+interceptor *after* ``gateway.interceptors.CallInterceptor``, the one place errors become
+statuses.
 Unregistered methods are left to grpc: UNIMPLEMENTED, nothing recorded.
 """
 
@@ -38,7 +39,7 @@ from gateway.security.authn import Authenticator
 from gateway.security.authz import AuthorizationTable
 from gateway.security.identity import Principal, bind_principal, principal_context
 
-OnRefused = Callable[[Principal | None, str, GatewayError], None]
+OnRefused = Callable[[Principal | None, str, GatewayError, str], None]
 
 _log = structlog.get_logger("gateway.security")
 
@@ -50,8 +51,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         authenticator: Resolves the caller from the TLS auth context and metadata.
         table: Which roles may call which method; default ``AuthorizationTable()``.
         on_refused: Called once per refused call with the principal (``None`` if unknown),
-            the full method name and the error; failures in it are logged, never hide the
-            refusal.
+            the full method name, the error and the peer (``context.peer()``); failures in it
+            are logged, never hide the refusal.
     """
 
     def __init__(
@@ -113,7 +114,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         """Return the principal to bind (``None`` for a public method) or abort the call."""
         principal, error = self._check(method, metadata, context)
         if error is not None:
-            self._refuse(principal, method, error)
+            self._refuse(principal, method, error, context.peer())
         return principal
 
     async def _admit_async(self, method: str, metadata: Any, context: Any) -> Principal | None:
@@ -122,7 +123,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         principal, error = self._check(method, metadata, context)
         if error is not None:
             await asyncio.get_running_loop().run_in_executor(
-                None, self._record, principal, method, error
+                None, self._record, principal, method, error, context.peer()
             )
             raise error
         return principal
@@ -132,24 +133,29 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         principal: Principal | None,
         method: str,
         error: GatewayError,
+        peer: str,
     ) -> NoReturn:
-        self._record(principal, method, error)
+        self._record(principal, method, error, peer)
         # Mapped to its status (with ErrorInfo reason) by the outer ``CallInterceptor``.
         raise error
 
-    def _record(self, principal: Principal | None, method: str, error: GatewayError) -> None:
+    def _record(
+        self, principal: Principal | None, method: str, error: GatewayError, peer: str
+    ) -> None:
         _log.warning(
             "auth.refused",
-            method=method,
+            method=method[:128],
             principal=principal.id if principal else None,
             reason=error.reason,
             code=error.code.name,
         )
         if self._on_refused is not None and not self._table.is_tooling(method):
             try:
-                self._on_refused(principal, method, error)
+                self._on_refused(principal, method, error, peer)
             except Exception:  # the refusal stands even if recording it fails
-                _log.exception("auth.refusal_not_recorded", method=method, reason=error.reason)
+                _log.exception(
+                    "auth.refusal_not_recorded", method=method[:128], reason=error.reason
+                )
 
 
 def _wrap(

@@ -7,20 +7,94 @@ field value length) and a missing deadline are ``InvalidRequestError``.
 
 Protocol-agnostic: a "request" is anything with ``records`` whose items have a ``fields``
 mapping (``ShareRequest``, ``ShareChunk``); ``ByteSize()`` is used when present.
+
+Text the ledger stores (issue 14.5) is bounded here, where the request is validated, with
+``INVALID_ARGUMENT`` naming the field (never its value): every such field has at most
+``MAX_TEXT_CHARS`` characters, and a legal reference must be a reference number
+(``REFERENCE_FORMAT``), so no name, e-mail address or other free text reaches the ledger.
+The ledger checks a larger bound of its own (``ledger.entry.MAX_TEXT_CHARS``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from gateway.errors import InvalidRequestError, ResourceExhaustedError
 from gateway.settings import LimitsSettings
 
+#: Longest text (characters) accepted in a share's fields that reach the ledger or key its
+#: lookups: recipient_id, purpose, record_type, destination_region, the legal basis's
+#: reference and exemption_code, and each record's subject_id and order_id.
+MAX_TEXT_CHARS = 128
+#: A legal basis reference is a reference number ("court order 2026-118", "GB/T 35273-2020
+#: 5.6(c)"): a letter or digit, then letters, digits, spaces and ``./:()-_#``; no ``@``.
+REFERENCE_FORMAT = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ./:()\-_#]{0,127}")
+
 
 class _RecordLike(Protocol):
     @property
     def fields(self) -> Mapping[str, str]: ...
+
+    @property
+    def subject_id(self) -> str: ...
+
+    @property
+    def order_id(self) -> str: ...
+
+
+class _OrderLike(Protocol):
+    @property
+    def recipient_id(self) -> str: ...
+
+    @property
+    def purpose(self) -> str: ...
+
+    @property
+    def record_type(self) -> str: ...
+
+    @property
+    def destination_region(self) -> str: ...
+
+    @property
+    def legal_reference(self) -> str: ...
+
+    @property
+    def exemption_code(self) -> str: ...
+
+
+def _text_too_long(field: str, value: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"{field} is {len(value)} characters; the limit is {MAX_TEXT_CHARS}",
+        reason="limits.text_length",
+    )
+
+
+def check_order_text(order: _OrderLike) -> None:
+    """Check the share's text fields that the ledger stores (lengths, reference syntax).
+
+    Raises:
+        InvalidRequestError: a field is longer than ``MAX_TEXT_CHARS`` (reason
+            ``limits.text_length``) or the reference is not a reference number (reason
+            ``request.legal_reference_format``); the message names the field only.
+    """
+    for field, value in (
+        ("recipient_id", order.recipient_id),
+        ("purpose", order.purpose),
+        ("record_type", order.record_type),
+        ("destination_region", order.destination_region),
+        ("legal_basis.exemption_code", order.exemption_code),
+        ("legal_basis.reference", order.legal_reference),
+    ):
+        if len(value) > MAX_TEXT_CHARS:
+            raise _text_too_long(field, value)
+    if order.legal_reference and not REFERENCE_FORMAT.fullmatch(order.legal_reference):
+        raise InvalidRequestError(
+            "legal_basis.reference must be a reference number: a letter or digit, then "
+            "letters, digits, spaces and ./:()-_# (no names, no e-mail addresses)",
+            reason="request.legal_reference_format",
+        )
 
 
 def server_options(limits: LimitsSettings) -> list[tuple[str, int]]:
@@ -38,12 +112,18 @@ def check_records(records: Iterable[_RecordLike], limits: LimitsSettings) -> int
     """Check per-record limits; return how many records there were.
 
     Raises:
-        InvalidRequestError: a record has too many fields or a value that is too long
-            (reason ``limits.fields_per_record`` / ``limits.field_value_bytes``).
+        InvalidRequestError: a record has too many fields, a value that is too long, or a
+            subject or order id longer than ``MAX_TEXT_CHARS`` (reason
+            ``limits.fields_per_record`` / ``limits.field_value_bytes`` /
+            ``limits.text_length``).
     """
     count = 0
     for index, record in enumerate(records):
         count += 1
+        if len(record.subject_id) > MAX_TEXT_CHARS:
+            raise _text_too_long(f"records[{index}].subject_id", record.subject_id)
+        if len(record.order_id) > MAX_TEXT_CHARS:
+            raise _text_too_long(f"records[{index}].order_id", record.order_id)
         fields = record.fields
         if len(fields) > limits.max_fields_per_record:
             raise InvalidRequestError(

@@ -80,9 +80,13 @@ class Refusals:
     """Collects ``on_refused`` calls."""
 
     calls: list[tuple[Principal | None, str, GatewayError]] = field(default_factory=list)
+    peers: list[str] = field(default_factory=list)
 
-    def __call__(self, principal: Principal | None, method: str, error: GatewayError) -> None:
+    def __call__(
+        self, principal: Principal | None, method: str, error: GatewayError, peer: str
+    ) -> None:
         self.calls.append((principal, method, error))
+        self.peers.append(peer)
 
 
 class _Share(share_pb2_grpc.ShareServiceServicer):

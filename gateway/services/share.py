@@ -23,6 +23,9 @@ from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
 SERVICE = "/partner_gateway.v1.ShareService/"
 STREAM_CHUNK_RECORDS = 1_000
+#: Left-out subjects named in a refusal's status details; the rest are counted per reason
+#: (the trailer must fit 16 KiB: ~1,000 subjects did not, issue 14.5).
+REFUSAL_SUBJECTS = 20
 _T = TypeVar("_T")
 
 
@@ -76,8 +79,15 @@ def delivery_mode(request: share_pb2.ShareRequest) -> str:
     )
 
 
-def decision_message(outcome: Outcome) -> share_pb2.Decision:
+def decision_message(outcome: Outcome, *, max_subjects: int | None = None) -> share_pb2.Decision:
+    """The decision as sent; ``max_subjects`` names only the first left-out subjects (the
+    totals still count all of them)."""
     d = outcome.decision
+    excluded = list(outcome.excluded.items())
+    by_reason: dict[str, int] = {}
+    for reasons in outcome.excluded.values():
+        for code in {r.code for r in reasons}:
+            by_reason[code] = by_reason.get(code, 0) + 1
     return share_pb2.Decision(
         allowed=d.allow,
         reasons=[share_pb2.Reason(code=r.code, message=r.message) for r in d.reasons],
@@ -86,11 +96,13 @@ def decision_message(outcome: Outcome) -> share_pb2.Decision:
                 subject_id=sid,
                 reasons=[share_pb2.Reason(code=r.code, message=r.message) for r in reasons],
             )
-            for sid, reasons in outcome.excluded.items()
+            for sid, reasons in excluded[:max_subjects]
         ],
         categories_disclosed=outcome.categories_disclosed,
         categories_removed=outcome.categories_removed,
         policy_revision=d.revision,
+        excluded_total=len(excluded),
+        excluded_by_reason=by_reason,
     )
 
 
@@ -109,7 +121,7 @@ def refusal(outcome: Outcome) -> PolicyDeniedError:
     """The PERMISSION_DENIED error for a refused share, carrying decision and receipt."""
     reasons = outcome.decision.reasons
     summary = "; ".join(f"{r.code}: {r.message}" for r in reasons) or "no rule allows this share"
-    details: list[object] = [decision_message(outcome)]
+    details: list[object] = [decision_message(outcome, max_subjects=REFUSAL_SUBJECTS)]
     receipt = receipt_message(outcome)
     if receipt is not None:
         details.append(receipt)

@@ -275,14 +275,41 @@ Global___ExcludedSubject: _TypeAlias = ExcludedSubject  # noqa: Y015
 class Decision(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ExcludedByReasonEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     ALLOWED_FIELD_NUMBER: _builtins.int
     REASONS_FIELD_NUMBER: _builtins.int
     EXCLUDED_SUBJECTS_FIELD_NUMBER: _builtins.int
     CATEGORIES_DISCLOSED_FIELD_NUMBER: _builtins.int
     CATEGORIES_REMOVED_FIELD_NUMBER: _builtins.int
     POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    EXCLUDED_TOTAL_FIELD_NUMBER: _builtins.int
+    EXCLUDED_BY_REASON_FIELD_NUMBER: _builtins.int
     allowed: _builtins.bool
     policy_revision: _builtins.str
+    excluded_total: _builtins.int
+    """How many subjects were left out, over all of them, and how many per reason code. In a
+    refusal's status details excluded_subjects holds only the first few (a status trailer
+    must fit 16 KiB); the ledger entry named by the receipt holds every one (pseudonymized).
+    """
     @_builtins.property
     def reasons(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reason]: ...
     @_builtins.property
@@ -291,6 +318,8 @@ class Decision(_message.Message):
     def categories_disclosed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def categories_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def excluded_by_reason(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
     def __init__(
         self,
         *,
@@ -300,10 +329,12 @@ class Decision(_message.Message):
         categories_disclosed: _abc.Iterable[_builtins.str] | None = ...,
         categories_removed: _abc.Iterable[_builtins.str] | None = ...,
         policy_revision: _builtins.str = ...,
+        excluded_total: _builtins.int = ...,
+        excluded_by_reason: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "categories_disclosed", b"categories_disclosed", "categories_removed", b"categories_removed", "excluded_subjects", b"excluded_subjects", "policy_revision", b"policy_revision", "reasons", b"reasons"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "categories_disclosed", b"categories_disclosed", "categories_removed", b"categories_removed", "excluded_by_reason", b"excluded_by_reason", "excluded_subjects", b"excluded_subjects", "excluded_total", b"excluded_total", "policy_revision", b"policy_revision", "reasons", b"reasons"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
