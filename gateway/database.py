@@ -8,8 +8,10 @@ Invariants:
   event loop and ``worker_threads``), so a busy server never opens (and configures)
   connections on the hot path.
 - SQLite: WAL is set once when the engine is created (it is a property of the file); each
-  new connection only gets a busy timeout. No pre-ping: a local file has no connection to
-  lose. PostgreSQL: pre-ping, so a restarted server is noticed and the pool recovers.
+  new connection gets a busy timeout and ``secure_delete`` (deleted registry rows, such as
+  an erased subject's, are overwritten with zeros rather than left in free pages). No
+  pre-ping: a local file has no connection to lose. PostgreSQL: pre-ping, so a restarted
+  server is noticed and the pool recovers.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def open_engine(url: str, *, pool_size: int = 16) -> Engine:
         **({"connect_args": {"check_same_thread": False}} if sqlite else {}),
     )
     if sqlite:
-        event.listen(engine, "connect", _busy_timeout)
+        event.listen(engine, "connect", _configure_sqlite_connection)
         try:
             with engine.connect() as conn:
                 conn.execute(text("PRAGMA journal_mode=WAL"))
@@ -50,9 +52,10 @@ def open_engine(url: str, *, pool_size: int = 16) -> Engine:
     return engine
 
 
-def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cur = dbapi_connection.cursor()
     cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

@@ -101,7 +101,12 @@ class Gateway:
             database_url=settings.ledger_url,
         )
         database = open_engine(settings.ledger_url, pool_size=settings.worker_threads + 4)
-        registry = Registry.open(database)
+        registry = Registry.open(
+            database,
+            tombstone_key=KeyRing(
+                directory=settings.keys_dir / "registry", name="registry"
+            ).current()[1],
+        )
         if settings.seed_file is not None and registry.is_empty():
             registry.load_seed(settings.seed_file)
             _log.info("registry.seeded", seed=str(settings.seed_file))

@@ -331,19 +331,25 @@ class Ledger:
             self._engine, lambda conn: queries.subject_pseudonym(conn, self._pz, subject_id)
         )
 
-    def forget_subject(self, subject_id: str) -> bool:
+    def forget_subject(self, subject_id: str, *, purge: erasure.Purge | None = None) -> bool:
         """Delete the subject's salt: its entries become unlinkable; proofs still verify.
 
         A later disclosure about the same subject gets a fresh salt, hence a new pseudonym
-        unrelated to the old ones.
+        unrelated to the old ones. On SQLite the deleted bytes are zeroed and the
+        write-ahead log emptied before this returns (``ledger.erasure``).
+
+        Args:
+            purge: ``purge(conn, forgotten)`` deletes the subject's other data (the
+                registry's) in the same transaction; an exception from it rolls back.
 
         Returns:
             True if a salt was deleted, False if the subject had none.
 
         Raises:
-            LedgerUnavailableError: storage failed.
+            LedgerUnavailableError: storage failed, or the erasure committed but the
+                write-ahead log could not be emptied yet (retry).
         """
-        return erasure.forget_subject(self._engine, self._pz, subject_id)
+        return erasure.forget_subject(self._engine, self._pz, subject_id, purge=purge)
 
 
 def _register(

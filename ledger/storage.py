@@ -185,6 +185,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Deleted content (a forgotten subject's salt) is overwritten with zeros, not left in
+        # free space where it could re-link the subject's entries (issue 14.4).
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -211,6 +214,20 @@ CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgs
 BEGIN
   RAISE EXCEPTION 'ledger is append-only: %% on %% refused', TG_OP, TG_TABLE_NAME
     USING ERRCODE = 'insufficient_privilege';
+END $$
+"""
+
+
+FORGET_FUNCTION = "ledger_forget_salt"
+#: Deleting a salt is the one deletion in the ledger. It runs as this function's owner (the
+#: tables' owner): the gateway's restricted role gets EXECUTE on it and no DELETE privilege
+#: on any ledger table, so it can forget one subject by its salt key and nothing else.
+_PG_FORGET = f"""
+CREATE OR REPLACE FUNCTION {FORGET_FUNCTION}(key bytea) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM public.{SALT_TABLE} WHERE salt_key = key;
+  RETURN FOUND;
 END $$
 """
 
@@ -256,11 +273,22 @@ def create_schema(engine: Engine) -> None:
                 for ddl in _SQLITE_TRIGGERS:
                     conn.exec_driver_sql(ddl)
             else:
-                conn.exec_driver_sql(_PG_FUNCTION)
+                for ddl in pg_functions_ddl():
+                    conn.exec_driver_sql(ddl)
                 for ddl in _pg_triggers():
                     conn.exec_driver_sql(ddl)
     except sa.exc.SQLAlchemyError as e:
         raise LedgerUnavailableError(f"cannot create ledger schema: {e}") from e
+
+
+def pg_functions_ddl() -> list[str]:
+    """The ledger's PostgreSQL functions: the append-only trigger function and the salt
+    deletion run with its owner's rights (EXECUTE revoked from PUBLIC)."""
+    return [
+        _PG_FUNCTION,
+        _PG_FORGET,
+        f"REVOKE ALL ON FUNCTION {FORGET_FUNCTION}(bytea) FROM PUBLIC",
+    ]
 
 
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -300,7 +328,8 @@ def provision_postgres(admin_url: str, *, role: str, password: str | None = None
             tables = ", ".join(ALL_TABLES)
             conn.exec_driver_sql(f'REVOKE ALL ON {tables} FROM "{role}"')
             conn.exec_driver_sql(f'GRANT SELECT, INSERT ON {tables} TO "{role}"')
-            conn.exec_driver_sql(f'GRANT DELETE ON {SALT_TABLE} TO "{role}"')
+            # Forgetting a subject: through the owner's function, not a DELETE privilege.
+            conn.exec_driver_sql(f'GRANT EXECUTE ON FUNCTION {FORGET_FUNCTION}(bytea) TO "{role}"')
             # SELECT ... FOR UPDATE on the coordinator row needs UPDATE privilege in
             # PostgreSQL; the trigger still refuses any actual UPDATE.
             conn.exec_driver_sql(f'GRANT UPDATE ON ledger_sequencer TO "{role}"')

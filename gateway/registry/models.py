@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -92,3 +92,16 @@ class OrderRecord(SQLModel, table=True):
     subject_id: str = Field(index=True)
     merchant_id: str = ""
     cross_border: bool = False
+
+
+class ErasedSubjectRecord(SQLModel, table=True):
+    """An erased subject's tombstone: a keyed hash of its id and nothing else (§五.(三)).
+
+    Everything else the registry held about the subject is deleted; the tombstone keeps the
+    account deleted for R14 (left out of every share, except under LEGAL_OBLIGATION or
+    EXEMPTION) when its id is named again.
+    """
+
+    __tablename__ = "registry_erased_subjects"
+
+    subject_key: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -17,10 +19,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, delete, select
 
 from gateway.database import GuardedSession, open_engine
-from gateway.errors import InvalidRequestError, NotFoundError, UnavailableError
+from gateway.errors import ConfigError, InvalidRequestError, NotFoundError, UnavailableError
 from gateway.registry.models import (
     ConsentRecord,
     ConsentScope,
+    ErasedSubjectRecord,
     OrderRecord,
     PartnerRecord,
     RecipientKind,
@@ -28,13 +31,19 @@ from gateway.registry.models import (
     SubjectRecord,
 )
 
+_T = TypeVar("_T")
 _TABLES = [
     PartnerRecord.__table__,  # type: ignore[attr-defined]
     SchemaRecord.__table__,  # type: ignore[attr-defined]
     SubjectRecord.__table__,  # type: ignore[attr-defined]
     ConsentRecord.__table__,  # type: ignore[attr-defined]
     OrderRecord.__table__,  # type: ignore[attr-defined]
+    ErasedSubjectRecord.__table__,  # type: ignore[attr-defined]
 ]
+_subjects_t = SubjectRecord.__table__  # type: ignore[attr-defined]
+_consents_t = ConsentRecord.__table__  # type: ignore[attr-defined]
+_orders_t = OrderRecord.__table__  # type: ignore[attr-defined]
+_erased_t = ErasedSubjectRecord.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,20 +96,26 @@ class Registry:
     """Partners, schemas and subject facts in the gateway's database.
 
     Every storage failure is raised as ``UnavailableError`` (fail closed).
+
+    Args:
+        engine: The gateway's database.
+        tombstone_key: Secret of the keyed hash that marks erased subjects
+            (``erase_subject``); ``None``: erasure is refused and no tombstone is read.
     """
 
-    def __init__(self, *, engine: Engine) -> None:
+    def __init__(self, *, engine: Engine, tombstone_key: bytes | None = None) -> None:
         self._engine = engine
+        self._tombstone_key = tombstone_key
 
     @classmethod
-    def open(cls, url_or_engine: str | Engine) -> Registry:
+    def open(cls, url_or_engine: str | Engine, *, tombstone_key: bytes | None = None) -> Registry:
         """Connect (or use a shared engine) and create the registry tables if missing."""
         engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         try:
             SQLModel.metadata.create_all(engine, tables=_TABLES)
         except SQLAlchemyError as e:
             raise UnavailableError(f"registry store unavailable: {type(e).__name__}") from e
-        return cls(engine=engine)
+        return cls(engine=engine, tombstone_key=tombstone_key)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -136,7 +151,7 @@ class Registry:
         if not ids:
             return {}
         with self._read() as reader:
-            return _subjects(reader, ids)
+            return _subjects(reader, ids, self._tombstone_key)
 
     def share_facts(
         self, record_type: str, partner_id: str, subject_ids: Iterable[str]
@@ -150,7 +165,9 @@ class Registry:
         with self._read() as reader:
             schema = _schema_fields(reader, record_type)
             partner = _recipient(reader, partner_id) if partner_id else None
-            facts = _subjects(reader, ids) if ids and schema is not None else {}
+            facts = (
+                _subjects(reader, ids, self._tombstone_key) if ids and schema is not None else {}
+            )
         return schema, partner, facts
 
     @contextmanager
@@ -270,19 +287,34 @@ class Registry:
             s.commit()
             return len(rows)
 
-    def mark_deleted(self, subject_id: str) -> None:
-        """Record an account deletion (§五.(三)): the subject leaves every share (R14).
+    def erase_subject(self, subject_id: str, conn: Connection) -> bool:
+        """Delete everything the registry holds about the subject (its row with the birth
+        date and flags, its consents and orders) and leave a tombstone holding only a keyed
+        hash of its id, on ``conn`` (the caller's transaction: the ledger's erasure).
+
+        Returns:
+            True if the registry knew the subject (held data about it, or a tombstone).
 
         Raises:
-            NotFoundError: the subject is unknown.
+            ConfigError: the registry has no tombstone key.
         """
-        with self._session() as s:
-            subject = s.get(SubjectRecord, subject_id)
-            if subject is None:
-                raise NotFoundError("unknown subject", reason="registry.subject_unknown")
-            subject.account_deleted = True
-            s.add(subject)
-            s.commit()
+        key = self._tombstone(subject_id)
+        held = 0
+        for table in (_consents_t, _orders_t, _subjects_t):
+            held += conn.execute(table.delete().where(table.c.subject_id == subject_id)).rowcount
+        buried = conn.execute(
+            sa.select(_erased_t.c.subject_key).where(_erased_t.c.subject_key == key)
+        ).first()
+        if buried is None:
+            conn.execute(_erased_t.insert().values(subject_key=key))
+        return bool(held) or buried is not None
+
+    def _tombstone(self, subject_id: str) -> bytes:
+        if self._tombstone_key is None:
+            raise ConfigError(
+                "this registry was opened without a tombstone key", reason="registry.erasure"
+            )
+        return tombstone(self._tombstone_key, subject_id)
 
     def load_seed(self, path: Path) -> None:
         """Load a TOML seed file (partners, schemas, subjects); see gateway/demo/registry.toml."""
@@ -331,6 +363,11 @@ def subject_from_mapping(raw: Mapping[str, Any]) -> SubjectFacts:
         )
     except (KeyError, ValueError) as e:
         raise InvalidRequestError(f"invalid subject entry: {e}") from e
+
+
+def tombstone(key: bytes, subject_id: str) -> bytes:
+    """The keyed hash an erased subject's tombstone holds: HMAC-SHA256(key, id). Pure."""
+    return hmac.new(key, subject_id.encode("utf-8"), hashlib.sha256).digest()
 
 
 def orders_by_id(facts: Sequence[SubjectFacts]) -> dict[str, Order]:
@@ -442,7 +479,9 @@ def _decoded_strings(text: str | bytes) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
-def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
+def _subjects(
+    r: _Reader, ids: list[str], tombstone_key: bytes | None = None
+) -> dict[str, SubjectFacts]:
     subjects: dict[str, tuple[Any, ...]] = {}
     consents: dict[str, list[Consent]] = {}
     orders: dict[str, list[Order]] = {}
@@ -475,7 +514,7 @@ def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
             orders.setdefault(sid, []).append(
                 Order(order_id=order_id, merchant_id=merchant_id, cross_border=bool(cross_border))
             )
-    return {
+    found = {
         sid: SubjectFacts(
             subject_id=sid,
             birth_date=row[1],
@@ -488,6 +527,19 @@ def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
         )
         for sid, row in subjects.items()
     }
+    missing = [sid for sid in ids if sid not in found]
+    if missing and tombstone_key is not None:
+        # Erased subjects are known only by a tombstone: a deleted account (R14), no facts.
+        keys = {tombstone(tombstone_key, sid): sid for sid in missing}
+        for hashes in _chunks(list(keys), _IN_LIST):
+            for (key,) in r.rows(
+                f"SELECT subject_key FROM registry_erased_subjects WHERE subject_key IN "
+                f"{r.in_list(len(hashes))}",
+                hashes,
+            ):
+                sid = keys[bytes(key)]
+                found[sid] = SubjectFacts(subject_id=sid, account_deleted=True)
+    return found
 
 
 #: Subject ids per ``IN`` list: fewer statements for bulk shares, well under SQLite's limit
@@ -495,6 +547,6 @@ def _subjects(r: _Reader, ids: list[str]) -> dict[str, SubjectFacts]:
 _IN_LIST = 5_000
 
 
-def _chunks(ids: list[str], size: int) -> Iterator[list[str]]:
+def _chunks(ids: list[_T], size: int) -> Iterator[list[_T]]:
     for i in range(0, len(ids), size):
         yield ids[i : i + size]

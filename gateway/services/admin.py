@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import structlog
+from sqlalchemy import Connection
 
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.policy import PolicyEngine
@@ -163,12 +164,26 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def DeleteSubject(
         self, request: admin_pb2.DeleteSubjectRequest, context: grpc.ServicerContext
     ) -> admin_pb2.AdminAck:
-        self._registry.mark_deleted(request.subject_id)
-        forgotten = self._ledger.forget_subject(request.subject_id)
+        """Erase the subject (§五.(三), issue 14.4) in one transaction: the ledger forgets
+        its salt (entries unlinkable), the registry deletes its data and keeps a tombstone
+        (R14: a deleted account is left out). A subject known only to the ledger (disclosed
+        under LEGAL_OBLIGATION, never registered) is erased too. Idempotent."""
+        subject_id = request.subject_id
+        if not subject_id:
+            raise InvalidRequestError(
+                "subject id is required", reason="registry.subject_id_missing"
+            )
+
+        def purge(conn: Connection, forgotten: bool) -> None:
+            if not self._registry.erase_subject(subject_id, conn) and not forgotten:
+                # Neither store ever held it: no tombstone for an id nobody knows.
+                raise NotFoundError("unknown subject", reason="registry.subject_unknown")
+
+        forgotten = self._ledger.forget_subject(subject_id, purge=purge)
         return admin_pb2.AdminAck(
-            message="account deleted; ledger entries unlinked"
+            message="subject erased; ledger entries unlinked"
             if forgotten
-            else "account deleted; the ledger held no entries for it"
+            else "subject erased; the ledger held no entries for it"
         )
 
     def ReloadPolicy(
