@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from gateway.errors import UnavailableError
+from ledger.storage import describe_db_error
 
 BUSY_TIMEOUT_MS = 5_000
 
@@ -48,7 +49,7 @@ def open_engine(url: str, *, pool_size: int = 16) -> Engine:
                 conn.execute(text("PRAGMA journal_mode=WAL"))
         except SQLAlchemyError as e:
             engine.dispose()
-            raise UnavailableError(f"database unavailable: {type(e).__name__}") from e
+            raise UnavailableError(f"database unavailable: {describe_db_error(e)}") from e
     return engine
 
 
@@ -65,4 +66,4 @@ class GuardedSession(Session):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         super().__exit__(exc_type, exc, tb)
         if isinstance(exc, SQLAlchemyError):
-            raise UnavailableError(f"database unavailable: {type(exc).__name__}") from exc
+            raise UnavailableError(f"database unavailable: {describe_db_error(exc)}") from exc

@@ -22,6 +22,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health
 
+from gateway import schema
 from gateway.database import open_engine
 from gateway.datadir import check_sqlite_files, ensure_private_dir, prepare_data_dir
 from gateway.errors import AddressInUseError, GatewayError
@@ -100,6 +101,8 @@ class Gateway:
             keys_dir=settings.keys_dir,
             database_url=settings.ledger_url,
         )
+        # Every table, at the newest schema revision (for an up-to-date database, a read).
+        schema.upgrade(settings.ledger_url)
         database = open_engine(settings.ledger_url, pool_size=settings.worker_threads + 4)
         registry = Registry.open(
             database,
@@ -149,7 +152,7 @@ class Gateway:
                 Disclosure(
                     time=datetime.now(UTC),
                     request_id=current_request_id(),
-                    rpc=method[:128],  # an unregistered method's name is the caller's text
+                    rpc=method,
                     caller=principal.id,
                     caller_role=str(principal.role),
                     partner_id=principal.partner_id or "",

@@ -19,7 +19,7 @@ import typer
 from ledger.errors import LedgerError, LedgerUnavailableError
 from ledger.fsck import verify_url
 from ledger.keys import SIGNING_KEY_FILE, load_signer, retired_vkeys, rotate_signer
-from ledger.storage import create_ledger_engine, provision_postgres
+from ledger.storage import create_ledger_engine
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Audit ledger: verification and checkpoints."
@@ -218,9 +218,14 @@ def provision(
     admin_url: Annotated[str, typer.Option("--admin-url", help="URL of the tables' owner.")],
     role: Annotated[str, typer.Option("--role", help="Restricted role for the gateway.")],
 ) -> None:
-    """Create the ledger schema and a role that can only read and append (no DROP/TRUNCATE)."""
+    """Create every table the gateway needs (schema migrations) and a role that may only
+    read and append to the ledger (no UPDATE, DELETE, DROP, TRUNCATE or trigger changes)."""
+    # The gateway's schema (ledger, registry, outbox tables): imported lazily, like settings.
+    from gateway.errors import GatewayError
+    from gateway.schema import provision_postgres
+
     try:
         provision_postgres(admin_url, role=role)
-    except LedgerError as e:
-        _fail(e.diagnostics(), as_json=False)
+    except GatewayError as e:
+        _fail(f"{e.reason}: {e.message}", as_json=False)
     typer.echo(f"provisioned role {role}")

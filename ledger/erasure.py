@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import LedgerUnavailableError
 from ledger.pseudonym import Pseudonymizer
-from ledger.storage import FORGET_FUNCTION, is_sqlite, salt_t, write_txn
+from ledger.storage import FORGET_FUNCTION, describe_db_error, is_sqlite, salt_t, write_txn
 
 Purge = Callable[[Connection, bool], None]
 _CHECKPOINT_ATTEMPTS = 20
@@ -67,7 +67,7 @@ def truncate_wal(engine: Engine) -> None:
     try:
         raw = engine.raw_connection()
     except sa.exc.SQLAlchemyError as e:
-        raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+        raise LedgerUnavailableError(f"ledger storage failed: {describe_db_error(e)}") from e
     try:
         cur = raw.cursor()
         try:
@@ -80,7 +80,7 @@ def truncate_wal(engine: Engine) -> None:
         finally:
             cur.close()
     except engine.dialect.loaded_dbapi.Error as e:
-        raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+        raise LedgerUnavailableError(f"ledger storage failed: {describe_db_error(e)}") from e
     finally:
         raw.close()
     raise LedgerUnavailableError(

@@ -16,13 +16,13 @@ Tables (all prefixed ``ledger_``, since the gateway's registry shares the databa
   or hash changes, so every proof still verifies.
 
 Triggers refuse UPDATE and DELETE on every other ledger table (and UPDATE on salts, and
-TRUNCATE on PostgreSQL). ``provision_postgres`` creates a role with only SELECT/INSERT (and
-DELETE on salts), which therefore cannot DROP or TRUNCATE the tables it does not own.
+TRUNCATE on PostgreSQL). On PostgreSQL a salt is deleted through ``ledger_forget_salt``
+(``SECURITY DEFINER``), so the gateway's restricted role (``gateway.schema.provision_postgres``)
+needs no DELETE privilege on any ledger table.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -269,74 +269,55 @@ def create_schema(engine: Engine) -> None:
                 # Serialize concurrent first starts of several processes.
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262700)")
             _metadata.create_all(conn, checkfirst=True)
-            if is_sqlite(engine):
-                for ddl in _SQLITE_TRIGGERS:
-                    conn.exec_driver_sql(ddl)
-            else:
-                for ddl in pg_functions_ddl():
-                    conn.exec_driver_sql(ddl)
-                for ddl in _pg_triggers():
-                    conn.exec_driver_sql(ddl)
+            for ddl in append_only_ddl(engine.dialect.name):
+                conn.exec_driver_sql(ddl)
     except sa.exc.SQLAlchemyError as e:
         raise LedgerUnavailableError(f"cannot create ledger schema: {e}") from e
 
 
-def pg_functions_ddl() -> list[str]:
-    """The ledger's PostgreSQL functions: the append-only trigger function and the salt
-    deletion run with its owner's rights (EXECUTE revoked from PUBLIC)."""
+def append_only_ddl(dialect: str) -> list[str]:
+    """DDL (idempotent; run with ``exec_driver_sql``) of the triggers that refuse changes to
+    ledger tables and, on PostgreSQL, of the salt deletion run with the owner's rights
+    (``FORGET_FUNCTION``, EXECUTE revoked from PUBLIC). Also used by the gateway's schema
+    migrations."""
+    if dialect == "sqlite":
+        return list(_SQLITE_TRIGGERS)
     return [
         _PG_FUNCTION,
         _PG_FORGET,
         f"REVOKE ALL ON FUNCTION {FORGET_FUNCTION}(bytea) FROM PUBLIC",
+        *_pg_triggers(),
     ]
 
 
-_ROLE_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+def ledger_metadata() -> sa.MetaData:
+    """The ledger tables' metadata (for the gateway's schema migrations)."""
+    return _metadata
 
 
-def provision_postgres(admin_url: str, *, role: str, password: str | None = None) -> None:
-    """Create the ledger schema as an admin and a restricted role for the gateway.
-
-    The role may SELECT and INSERT on ledger tables and DELETE salts (forgetting); it owns
-    nothing, so it cannot DROP, TRUNCATE or ALTER them, and the triggers refuse its UPDATEs and
-    DELETEs.
-
-    Args:
-        admin_url: URL of a role that may create tables and roles (the tables' owner).
-        role: Name of the role to create or update (lowercase identifier).
-        password: Login password; None for none (trust/peer auth).
-
-    Raises:
-        InvalidArgumentError: bad role name or not a PostgreSQL URL.
-        LedgerUnavailableError: the database refused.
-    """
-    if not _ROLE_RE.match(role):
-        raise InvalidArgumentError("role must be a lowercase SQL identifier")
-    engine = create_ledger_engine(admin_url)
-    if is_sqlite(engine):
-        raise InvalidArgumentError("provisioning applies to PostgreSQL only")
-    try:
-        create_schema(engine)
-        with engine.begin() as conn:
-            exists = conn.execute(
-                sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
-            ).first()
-            if not exists:
-                conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
-            if password is not None:
-                conn.execute(sa.text(f'ALTER ROLE "{role}" PASSWORD :p').bindparams(p=password))
-            tables = ", ".join(ALL_TABLES)
-            conn.exec_driver_sql(f'REVOKE ALL ON {tables} FROM "{role}"')
-            conn.exec_driver_sql(f'GRANT SELECT, INSERT ON {tables} TO "{role}"')
-            # Forgetting a subject: through the owner's function, not a DELETE privilege.
-            conn.exec_driver_sql(f'GRANT EXECUTE ON FUNCTION {FORGET_FUNCTION}(bytea) TO "{role}"')
-            # SELECT ... FOR UPDATE on the coordinator row needs UPDATE privilege in
-            # PostgreSQL; the trigger still refuses any actual UPDATE.
-            conn.exec_driver_sql(f'GRANT UPDATE ON ledger_sequencer TO "{role}"')
-    except sa.exc.SQLAlchemyError as e:
-        raise LedgerUnavailableError(f"cannot provision PostgreSQL: {e}") from e
-    finally:
-        engine.dispose()
+def describe_db_error(e: BaseException) -> str:
+    """Name a driver error's real cause for an operator: the driver's class and primary
+    message (e.g. ``InsufficientPrivilege: permission denied for table ledger_entry``) and,
+    for a refused privilege, the privilege the statement needed. Never parameters or row
+    values (PostgreSQL's primary message names objects only; SQLite's names tables and
+    columns). Pure."""
+    orig = getattr(e, "orig", None) or e
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary is None and type(orig).__module__.startswith("sqlite3"):
+        primary = str(orig)
+    text = f"{type(orig).__name__}: {primary}" if primary else type(orig).__name__
+    if getattr(orig, "sqlstate", None) == "42501":  # insufficient_privilege
+        statement = str(getattr(e, "statement", "") or "").strip()
+        verb = statement.split(None, 1)[0].upper() if statement else ""
+        if verb == "SELECT" and "FOR UPDATE" in statement.upper():
+            verb = "UPDATE (for SELECT ... FOR UPDATE)"
+        needed = f"the {verb} privilege" if verb else "a privilege"
+        text += (
+            f" ({needed} is missing; grant it, or provision the role with "
+            "`share-gateway ledger provision-postgres` as the tables' owner)"
+        )
+    return text
 
 
 def chunked(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -361,7 +342,7 @@ def write_txn(engine: Engine) -> Iterator[Connection]:
                 )
             yield conn
     except sa.exc.SQLAlchemyError as e:
-        raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+        raise LedgerUnavailableError(f"ledger storage failed: {describe_db_error(e)}") from e
 
 
 def read_txn(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
@@ -370,4 +351,4 @@ def read_txn(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
         with engine.connect() as conn, conn.begin():
             return fn(conn)
     except sa.exc.SQLAlchemyError as e:
-        raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+        raise LedgerUnavailableError(f"ledger storage failed: {describe_db_error(e)}") from e

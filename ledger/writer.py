@@ -23,7 +23,7 @@ from ledger.errors import LedgerCorruptionError, LedgerUnavailableError
 from ledger.proofs import raw_node_reader
 from ledger.pseudonym import SALT_SIZE, Pseudonymizer
 from ledger.queries import IN_CHUNK
-from ledger.storage import chunked, is_sqlite
+from ledger.storage import chunked, describe_db_error, is_sqlite
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -87,7 +87,7 @@ class BatchWriter:
         try:
             raw = self._engine.raw_connection()
         except sa_exc.SQLAlchemyError as e:
-            raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+            raise LedgerUnavailableError(f"ledger storage failed: {describe_db_error(e)}") from e
         try:
             cur = raw.cursor()
             try:
@@ -113,7 +113,7 @@ class BatchWriter:
             finally:
                 cur.close()
         except dbapi_error as e:
-            raise LedgerUnavailableError(f"ledger storage failed: {type(e).__name__}") from e
+            raise LedgerUnavailableError(f"ledger storage failed: {describe_db_error(e)}") from e
         finally:
             raw.close()  # back to the pool (or discarded if invalidated)
 

@@ -44,6 +44,7 @@ def _main(
 # Sub-apps, one per domain (each module defines ``app``).
 from gateway.cli import audit as _audit  # noqa: E402
 from gateway.cli import certs as _certs  # noqa: E402
+from gateway.cli import db as _db  # noqa: E402
 from gateway.cli import policy as _policy  # noqa: E402
 from ledger import cli as _ledger  # noqa: E402
 
@@ -51,6 +52,7 @@ app.add_typer(_policy.app, name="policy", help="Policy bundle: tests, revision, 
 app.add_typer(_ledger.app, name="ledger", help="Audit ledger: verification and checkpoints.")
 app.add_typer(_audit.app, name="audit", help="Audit: disclosures, subject reports, receipts.")
 app.add_typer(_certs.app, name="certs", help="Dev CA, client certificates and bearer tokens.")
+app.add_typer(_db.app, name="db", help="Database schema: migrations (Alembic).")
 
 
 def main() -> None:

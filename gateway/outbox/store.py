@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import BigInteger, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, delete, select, update
 
@@ -33,6 +33,7 @@ from gateway.outbox.errors import OutboxIntegrityError
 from gateway.outbox.sealing import seal, unseal
 from gateway.security.keys import KeyRing
 from gateway.sharing import RecordIn, ShareOrder
+from ledger.storage import describe_db_error
 
 KEY_RING = "outbox"
 _READ_BATCH = 64
@@ -45,12 +46,13 @@ class OutboxRow(SQLModel, table=True):
 
     seq: int | None = Field(default=None, primary_key=True)
     partner_id: str = Field(index=True)
-    staged_us: int
-    expires_us: int = Field(index=True)
-    staged_ledger_index: int
+    # Microseconds since the epoch need 64 bits (PostgreSQL INTEGER is 32).
+    staged_us: int = Field(sa_type=BigInteger)
+    expires_us: int = Field(sa_type=BigInteger, index=True)
+    staged_ledger_index: int = Field(sa_type=BigInteger)
     key_id: str
     sealed: bytes = b""
-    delivered_us: int | None = None
+    delivered_us: int | None = Field(default=None, sa_type=BigInteger)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -169,7 +171,7 @@ class OutboxStore:
             SQLModel.metadata.create_all(engine, tables=[OutboxRow.__table__])  # type: ignore[attr-defined]
         except SQLAlchemyError as e:
             engine.dispose()
-            raise UnavailableError(f"outbox store unavailable: {type(e).__name__}") from e
+            raise UnavailableError(f"outbox store unavailable: {describe_db_error(e)}") from e
         return cls(engine=engine, keys=keys, retention=retention, clock=clock)
 
     def close(self) -> None:

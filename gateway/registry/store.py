@@ -30,6 +30,7 @@ from gateway.registry.models import (
     SchemaRecord,
     SubjectRecord,
 )
+from ledger.storage import describe_db_error
 
 _T = TypeVar("_T")
 _TABLES = [
@@ -114,7 +115,7 @@ class Registry:
         try:
             SQLModel.metadata.create_all(engine, tables=_TABLES)
         except SQLAlchemyError as e:
-            raise UnavailableError(f"registry store unavailable: {type(e).__name__}") from e
+            raise UnavailableError(f"registry store unavailable: {describe_db_error(e)}") from e
         return cls(engine=engine, tombstone_key=tombstone_key)
 
     def close(self) -> None:
@@ -181,7 +182,7 @@ class Registry:
                 finally:
                     reader.close()
         except (SQLAlchemyError, dbapi_error) as e:
-            raise UnavailableError(f"registry store unavailable: {type(e).__name__}") from e
+            raise UnavailableError(f"registry store unavailable: {describe_db_error(e)}") from e
 
     def is_empty(self) -> bool:
         with self._session() as s:

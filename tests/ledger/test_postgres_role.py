@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from gateway.schema import provision_postgres
 from ledger import Disclosure, Ledger
-from ledger.storage import provision_postgres
 
 pytestmark = pytest.mark.postgres
 

@@ -1,0 +1,167 @@
+"""The gateway's database schema: Alembic migrations, and PostgreSQL provisioning (14.7).
+
+Invariants:
+- One schema history covers every table the gateway needs (``ledger_*``, ``registry_*``,
+  ``outbox_*``): ``gateway/migrations/versions``. ``upgrade`` brings a database to the newest
+  revision under a lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL an advisory lock), so several
+  processes starting at once migrate once. A later schema change is one new revision file
+  and one command (``share-gateway db upgrade``).
+- ``Gateway.open`` runs ``upgrade``: SQLite and a PostgreSQL owner need nothing else, and on
+  an up-to-date database it only reads ``alembic_version`` (all the restricted role may do).
+  The initial revision creates only what is missing, so a database made before migrations
+  existed is adopted by the same upgrade.
+- ``provision_postgres`` runs the migrations as the tables' owner, then grants the gateway's
+  role exactly ``ROLE_GRANTS``. The role owns nothing, so it cannot DROP, ALTER, TRUNCATE
+  or disable triggers; ledger tables refuse its UPDATEs and DELETEs twice (no privilege, and
+  the append-only triggers), and it forgets a subject only through ``ledger_forget_salt``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
+
+from gateway.errors import ConfigError, UnavailableError
+from ledger.storage import (
+    FORGET_FUNCTION,
+    WRITE,
+    create_ledger_engine,
+    describe_db_error,
+    is_sqlite,
+    ledger_metadata,
+)
+
+SCRIPT_LOCATION = "gateway:migrations"
+VERSION_TABLE = "alembic_version"
+_MIGRATION_LOCK = 7262702
+_ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+#: What the gateway's PostgreSQL role may do, table by table: the least each store needs.
+#: Ledger tables: read and append. ``UPDATE (id)`` on the sequencer only because its writer
+#: lock, ``SELECT ... FOR UPDATE``, requires an UPDATE privilege; the trigger refuses every
+#: actual UPDATE. Registry and outbox: the updates and deletes their code performs
+#: (upserts, consent withdrawal, subject erasure, delivery marks, acks and expiry).
+ROLE_GRANTS: dict[str, str] = {
+    "ledger_sequencer": "SELECT, INSERT, UPDATE (id)",
+    "ledger_entry": "SELECT, INSERT",
+    "ledger_node": "SELECT, INSERT",
+    "ledger_checkpoint": "SELECT, INSERT",
+    "ledger_subject_index": "SELECT, INSERT",
+    "ledger_subject_salt": "SELECT, INSERT",
+    "registry_partners": "SELECT, INSERT, UPDATE",
+    "registry_schemas": "SELECT, INSERT, UPDATE",
+    "registry_subjects": "SELECT, INSERT, UPDATE, DELETE",
+    "registry_consents": "SELECT, INSERT, UPDATE, DELETE",
+    "registry_orders": "SELECT, INSERT, UPDATE, DELETE",
+    "registry_erased_subjects": "SELECT, INSERT",
+    "outbox_items": "SELECT, INSERT, UPDATE, DELETE",
+    VERSION_TABLE: "SELECT",
+}
+
+
+def target_metadata() -> list[sa.MetaData]:
+    """Every table the gateway's code defines: the ledger's and the SQLModel tables
+    (registry, outbox)."""
+    # Imported for their side effect: the models register their tables.
+    import gateway.outbox.store
+    import gateway.registry.models  # noqa: F401
+
+    return [ledger_metadata(), SQLModel.metadata]
+
+
+def head_revision() -> str:
+    """The newest revision in ``gateway/migrations/versions``."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(conn: Connection) -> str | None:
+    """The revision the database is at (``None``: never migrated)."""
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(url: str, *, revision: str = "head") -> str:
+    """Migrate the database at ``url`` to ``revision``; return the revision it is at.
+
+    Raises:
+        UnavailableError: the database refused; the message names the cause, e.g. the
+            privilege a restricted role lacks (run this as the tables' owner).
+    """
+    engine = create_ledger_engine(url)
+    try:
+        with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+            if not is_sqlite(engine):
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            command.upgrade(_config(conn), revision)
+            at = current_revision(conn)
+    except sa.exc.SQLAlchemyError as e:
+        raise UnavailableError(
+            f"database schema upgrade failed: {describe_db_error(e)}; a restricted role "
+            "cannot migrate: run `share-gateway db upgrade` as the tables' owner",
+            reason="schema.upgrade_failed",
+        ) from e
+    finally:
+        engine.dispose()
+    assert at is not None
+    return at
+
+
+def provision_postgres(admin_url: str, *, role: str, password: str | None = None) -> None:
+    """Migrate the schema as the owner and create (or update) the gateway's restricted role.
+
+    Args:
+        admin_url: URL of a role that may create tables and roles (becomes the owner).
+        role: The gateway's role (lowercase SQL identifier), granted ``ROLE_GRANTS`` only.
+        password: Its login password; ``None`` leaves it unchanged (or none: trust/peer).
+
+    Raises:
+        ConfigError: bad role name or not a PostgreSQL URL.
+        UnavailableError: the database refused (the message names the cause).
+    """
+    if not _ROLE.fullmatch(role):
+        raise ConfigError("role must be a lowercase SQL identifier", reason="schema.role")
+    if sa.make_url(admin_url).get_backend_name() != "postgresql":
+        raise ConfigError("provisioning applies to PostgreSQL only", reason="schema.role")
+    upgrade(admin_url)
+    engine = create_ledger_engine(admin_url)
+    try:
+        with engine.begin() as conn:
+            if (
+                conn.execute(
+                    sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+                ).first()
+                is None
+            ):
+                conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+            if password is not None:
+                conn.execute(sa.text(f'ALTER ROLE "{role}" PASSWORD :p').bindparams(p=password))
+            conn.exec_driver_sql(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"')
+            conn.exec_driver_sql(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{role}"')
+            conn.exec_driver_sql(f'REVOKE CREATE ON SCHEMA public FROM "{role}"')
+            conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA public TO "{role}"')
+            for table, privileges in ROLE_GRANTS.items():
+                conn.exec_driver_sql(f'GRANT {privileges} ON {table} TO "{role}"')
+            # Serial ids of consents and outbox rows: nextval needs USAGE on the sequence.
+            conn.exec_driver_sql(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+            conn.exec_driver_sql(f'GRANT EXECUTE ON FUNCTION {FORGET_FUNCTION}(bytea) TO "{role}"')
+    except sa.exc.SQLAlchemyError as e:
+        raise UnavailableError(
+            f"cannot provision PostgreSQL: {describe_db_error(e)}", reason="schema.provision"
+        ) from e
+    finally:
+        engine.dispose()
+
+
+def _config(conn: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["connection"] = conn
+    return cfg

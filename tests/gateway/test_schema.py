@@ -1,0 +1,211 @@
+"""Schema migrations cover every table, and the restricted PostgreSQL role runs the gateway
+(issue 14.7)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from typer.testing import CliRunner
+
+from gateway.cli import app
+from gateway.demo import delivery_request
+from gateway.errors import UnavailableError
+from gateway.registry import Registry
+from gateway.schema import ROLE_GRANTS, VERSION_TABLE, provision_postgres, target_metadata, upgrade
+from gateway.server import Gateway
+from gateway.settings import Settings
+from gateway.testing import running_gateway
+from ledger import Ledger
+from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
+
+
+def _drift(url: str) -> list[object]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            diffs = compare_metadata(MigrationContext.configure(conn), target_metadata())
+    finally:
+        engine.dispose()
+    return list(diffs)
+
+
+def _tables() -> set[str]:
+    return {t for md in target_metadata() for t in md.tables}
+
+
+def test_migrations_create_exactly_the_tables_the_code_defines(sqlite_url: str) -> None:
+    """After ``upgrade`` a SQLite database matches every model: a table or column added
+    without a migration fails here (add a revision under gateway/migrations/versions)."""
+    upgrade(sqlite_url)
+    assert _drift(sqlite_url) == []
+
+
+@pytest.mark.postgres
+def test_migrations_match_the_models_on_postgresql(postgres_url: str) -> None:
+    """The same on PostgreSQL (types included)."""
+    upgrade(postgres_url)
+    assert _drift(postgres_url) == []
+
+
+def test_every_table_has_a_grant_for_the_gateway_role() -> None:
+    """``ROLE_GRANTS`` names every table, so a new table cannot leave the role without access."""
+    assert set(ROLE_GRANTS) == _tables() | {VERSION_TABLE}
+    assert all("DELETE" not in g for t, g in ROLE_GRANTS.items() if t.startswith("ledger_"))
+
+
+def test_upgrade_adopts_a_database_the_stores_created(tmp_path: Path, sqlite_url: str) -> None:
+    """Tables created before migrations existed are kept and the database is stamped."""
+    Ledger.open(sqlite_url, keys_dir=tmp_path / "keys", origin="test.example/ledger").close()
+    Registry.open(sqlite_url).close()
+    assert upgrade(sqlite_url) == "0001"
+    assert _drift(sqlite_url) == []
+
+
+@pytest.fixture
+def role_url(postgres_url: str) -> Iterator[str]:
+    """A database provisioned by the owner, and a URL for a fresh restricted role."""
+    role = f"gateway_{uuid.uuid4().hex[:10]}"
+    provision_postgres(postgres_url, role=role)
+    yield sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+    admin = sa.create_engine(
+        sa.make_url(postgres_url).set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        poolclass=sa.NullPool,
+    )
+    with admin.connect() as conn:
+        conn.exec_driver_sql(
+            f'DROP DATABASE IF EXISTS "{sa.make_url(postgres_url).database}" WITH (FORCE)'
+        )
+        conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_the_restricted_role_serves_and_cannot_rewrite_the_ledger(
+    tmp_path: Path, role_url: str
+) -> None:
+    """The gateway starts and serves as the provisioned role (share, outbox staging, erasure),
+    and that role cannot UPDATE, DELETE, TRUNCATE, DROP or disable the ledger's triggers."""
+    with running_gateway(tmp_path, ledger={"url": role_url}) as gw:
+        share = share_pb2_grpc.ShareServiceStub(gw.channel("service", "checkout"))
+        response = share.Share(delivery_request(), timeout=30)
+        assert response.decision.allowed and response.records
+        staged = delivery_request()
+        staged.delivery = share_pb2.DELIVERY_MODE_OUTBOX
+        assert share.Share(staged, timeout=30).receipt.ledger_index > 0
+        admin = admin_pb2_grpc.AdminServiceStub(gw.channel("admin", "ops"))
+        subject = delivery_request().records[0].subject_id
+        ack = admin.DeleteSubject(admin_pb2.DeleteSubjectRequest(subject_id=subject), timeout=30)
+        assert "unlinked" in ack.message
+        engine = gw.gateway.ledger.engine
+        for statement in (
+            "UPDATE ledger_entry SET partner_id = 'x'",
+            "DELETE FROM ledger_entry",
+            "DELETE FROM ledger_subject_salt",
+            "UPDATE ledger_subject_salt SET salt = ''::bytea",
+            "TRUNCATE ledger_entry",
+            "TRUNCATE ledger_subject_salt",
+            "ALTER TABLE ledger_entry DISABLE TRIGGER ALL",
+            "ALTER TABLE ledger_entry DISABLE TRIGGER ledger_entry_append_only",
+            "DROP TABLE ledger_checkpoint",
+            "CREATE TABLE ledger_evil (x int)",
+        ):
+            with pytest.raises(sa.exc.DatabaseError), engine.begin() as conn:
+                conn.exec_driver_sql(statement)
+
+
+@pytest.mark.postgres
+def test_a_missing_privilege_is_named_at_start(
+    tmp_path: Path, postgres_url: str, role_url: str
+) -> None:
+    """A role lacking a grant fails to start with the real cause: which privilege, which
+    table (was: "registry store unavailable: ProgrammingError")."""
+    role = sa.make_url(role_url).username
+    owner = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+    with owner.begin() as conn:
+        conn.exec_driver_sql(f'REVOKE SELECT ON registry_partners FROM "{role}"')
+    owner.dispose()
+    settings = Settings.load(
+        env={}, overrides={"data_dir": str(tmp_path), "ledger": {"url": role_url}}
+    )
+    with pytest.raises(UnavailableError) as info:
+        Gateway.open(settings).close()
+    message = info.value.message
+    assert "InsufficientPrivilege" in message and "registry_partners" in message
+    assert "SELECT privilege" in message
+
+
+@pytest.mark.postgres
+def test_an_unprovisioned_database_names_the_missing_create_privilege(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A restricted role on a database nobody migrated is told to run the migrations as
+    the owner, naming the CREATE privilege it lacks."""
+    role = f"gateway_{uuid.uuid4().hex[:10]}"
+    owner = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+    with owner.begin() as conn:
+        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+    url = sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+    settings = Settings.load(env={}, overrides={"data_dir": str(tmp_path), "ledger": {"url": url}})
+    try:
+        with pytest.raises(UnavailableError) as info:
+            Gateway.open(settings).close()
+    finally:
+        admin = sa.create_engine(
+            sa.make_url(postgres_url).set(database="postgres"),
+            isolation_level="AUTOCOMMIT",
+            poolclass=sa.NullPool,
+        )
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f'DROP DATABASE IF EXISTS "{sa.make_url(postgres_url).database}" WITH (FORCE)'
+            )
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        admin.dispose()
+        owner.dispose()
+    message = info.value.message
+    assert "InsufficientPrivilege" in message and "CREATE privilege" in message
+    assert "share-gateway db upgrade" in message
+
+
+def test_db_upgrade_is_one_command(sqlite_url: str) -> None:
+    """``share-gateway db upgrade --url URL`` migrates and names the revision."""
+    result = CliRunner().invoke(app, ["db", "upgrade", "--url", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "0001" in result.output and _drift(sqlite_url) == []
+
+
+@pytest.mark.postgres
+def test_provision_command_creates_every_table_and_the_role(postgres_url: str) -> None:
+    """``ledger provision-postgres`` creates every table the gateway needs, not only the
+    ledger's, and the role."""
+    role = f"gateway_{uuid.uuid4().hex[:10]}"
+    args = ["ledger", "provision-postgres", "--admin-url", postgres_url, "--role", role]
+    result = CliRunner().invoke(app, args)
+    try:
+        assert result.exit_code == 0, result.output
+        engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+        with engine.connect() as conn:
+            assert set(sa.inspect(conn).get_table_names()) == _tables() | {VERSION_TABLE}
+            assert conn.execute(
+                sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+            ).first()
+        engine.dispose()
+    finally:
+        admin = sa.create_engine(
+            sa.make_url(postgres_url).set(database="postgres"),
+            isolation_level="AUTOCOMMIT",
+            poolclass=sa.NullPool,
+        )
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                f'DROP DATABASE IF EXISTS "{sa.make_url(postgres_url).database}" WITH (FORCE)'
+            )
+            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        admin.dispose()
