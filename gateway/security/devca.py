@@ -229,6 +229,9 @@ def init_dev_pki(
     Returns:
         Every file written, certificates and keys.
     """
+    # The parent is the gateway's data dir (``data_dir/pki``): created owner-only too, as the
+    # gateway requires at start (issue 14.6).
+    directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory.mkdir(parents=True, exist_ok=True)
     os.chmod(directory, 0o700)
     ca_crt, ca_key = directory / "ca.crt", directory / "ca.key"

@@ -102,8 +102,9 @@ def test_four_thousand_bad_token_calls_write_a_handful_of_entries(tmp_path: Path
     size = gateway.ledger.size
     loop = LoopThread()
     try:
-        server, port, _ = loop.run(create_server(gateway))
-        loop.run(server.start())
+        bound = loop.run(create_server(gateway))
+        port = bound.port
+        loop.run(bound.server.start())
 
         async def flood() -> list[grpc.StatusCode]:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -125,7 +126,7 @@ def test_four_thousand_bad_token_calls_write_a_handful_of_entries(tmp_path: Path
                 return codes
 
         codes = asyncio.run(flood())
-        loop.run(server.stop(None))
+        loop.run(bound.stop(None))
     finally:
         loop.close()
         gateway.close()  # flushes the current window
