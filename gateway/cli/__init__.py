@@ -50,7 +50,11 @@ from ledger import cli as _ledger  # noqa: E402
 
 app.add_typer(_policy.app, name="policy", help="Policy bundle: tests, revision, evaluation.")
 app.add_typer(_ledger.app, name="ledger", help="Audit ledger: verification and checkpoints.")
-app.add_typer(_audit.app, name="audit", help="Audit: disclosures, subject reports, receipts.")
+app.add_typer(
+    _audit.app,
+    name="audit",
+    help="Audit: disclosures, reports, receipts; local, or verified over AuditService (--server).",
+)
 app.add_typer(_certs.app, name="certs", help="Dev CA, client certificates and bearer tokens.")
 app.add_typer(_db.app, name="db", help="Database schema: migrations (Alembic).")
 
