@@ -32,6 +32,7 @@ from gateway.errors import ConfigError, UnavailableError
 from ledger.storage import (
     FORGET_FUNCTION,
     WRITE,
+    append_only_ddl,
     create_ledger_engine,
     describe_db_error,
     is_sqlite,
@@ -100,8 +101,14 @@ def upgrade(url: str, *, revision: str = "head") -> str:
         with engine.connect().execution_options(**WRITE) as conn, conn.begin():
             if not is_sqlite(engine):
                 conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+            before = current_revision(conn)
             command.upgrade(_config(conn), revision)
             at = current_revision(conn)
+            if at != before:
+                # A migration that rebuilt a ledger table (SQLite's batch mode copies it)
+                # drops its triggers: put back every append-only guard (idempotent).
+                for ddl in append_only_ddl(engine.dialect.name):
+                    conn.exec_driver_sql(ddl)
     except sa.exc.SQLAlchemyError as e:
         raise UnavailableError(
             f"database schema upgrade failed: {describe_db_error(e)}; a restricted role "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,3 +61,30 @@ def postgres_url() -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite database file URL in the test's temporary directory."""
     return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def pg_role(postgres_url: str) -> Iterator[Callable[[], tuple[str, str]]]:
+    """Factory: a fresh PostgreSQL login role (no privileges) and its URL on ``postgres_url``'s
+    database; the database, then the roles (which its grants name), are dropped after."""
+    roles: list[str] = []
+
+    def make() -> tuple[str, str]:
+        role = f"gateway_{uuid.uuid4().hex[:10]}"
+        engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
+        engine.dispose()
+        roles.append(role)
+        url = sa.make_url(postgres_url).set(username=role)
+        return role, url.render_as_string(hide_password=False)
+
+    yield make
+    if roles:
+        engine = _admin_engine()
+        with engine.connect() as conn:
+            database = sa.make_url(postgres_url).database
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            for role in roles:
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
+        engine.dispose()

@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,12 @@ from gateway.settings import Settings
 from gateway.testing import running_gateway
 from ledger import Ledger
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
+
+_ADD_A_MIGRATION = (
+    "the models differ from the migrations: add a revision in gateway/migrations/versions "
+    "(0001 shows the form; `share-gateway db upgrade` applies it) and the table's grant in "
+    "gateway.schema.ROLE_GRANTS"
+)
 
 
 def _drift(url: str) -> list[object]:
@@ -43,19 +48,19 @@ def test_migrations_create_exactly_the_tables_the_code_defines(sqlite_url: str) 
     """After ``upgrade`` a SQLite database matches every model: a table or column added
     without a migration fails here (add a revision under gateway/migrations/versions)."""
     upgrade(sqlite_url)
-    assert _drift(sqlite_url) == []
+    assert _drift(sqlite_url) == [], _ADD_A_MIGRATION
 
 
 @pytest.mark.postgres
 def test_migrations_match_the_models_on_postgresql(postgres_url: str) -> None:
     """The same on PostgreSQL (types included)."""
     upgrade(postgres_url)
-    assert _drift(postgres_url) == []
+    assert _drift(postgres_url) == [], _ADD_A_MIGRATION
 
 
 def test_every_table_has_a_grant_for_the_gateway_role() -> None:
     """``ROLE_GRANTS`` names every table, so a new table cannot leave the role without access."""
-    assert set(ROLE_GRANTS) == _tables() | {VERSION_TABLE}
+    assert set(ROLE_GRANTS) == _tables() | {VERSION_TABLE}, _ADD_A_MIGRATION
     assert all("DELETE" not in g for t, g in ROLE_GRANTS.items() if t.startswith("ledger_"))
 
 
@@ -68,22 +73,11 @@ def test_upgrade_adopts_a_database_the_stores_created(tmp_path: Path, sqlite_url
 
 
 @pytest.fixture
-def role_url(postgres_url: str) -> Iterator[str]:
-    """A database provisioned by the owner, and a URL for a fresh restricted role."""
-    role = f"gateway_{uuid.uuid4().hex[:10]}"
+def role_url(postgres_url: str, pg_role: Callable[[], tuple[str, str]]) -> str:
+    """A database provisioned by the owner, and the URL of the restricted role."""
+    role, url = pg_role()
     provision_postgres(postgres_url, role=role)
-    yield sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
-    admin = sa.create_engine(
-        sa.make_url(postgres_url).set(database="postgres"),
-        isolation_level="AUTOCOMMIT",
-        poolclass=sa.NullPool,
-    )
-    with admin.connect() as conn:
-        conn.exec_driver_sql(
-            f'DROP DATABASE IF EXISTS "{sa.make_url(postgres_url).database}" WITH (FORCE)'
-        )
-        conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
-    admin.dispose()
+    return url
 
 
 @pytest.mark.postgres
@@ -143,32 +137,14 @@ def test_a_missing_privilege_is_named_at_start(
 
 @pytest.mark.postgres
 def test_an_unprovisioned_database_names_the_missing_create_privilege(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, pg_role: Callable[[], tuple[str, str]]
 ) -> None:
     """A restricted role on a database nobody migrated is told to run the migrations as
     the owner, naming the CREATE privilege it lacks."""
-    role = f"gateway_{uuid.uuid4().hex[:10]}"
-    owner = sa.create_engine(postgres_url, poolclass=sa.NullPool)
-    with owner.begin() as conn:
-        conn.exec_driver_sql(f'CREATE ROLE "{role}" LOGIN')
-    url = sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
+    _role, url = pg_role()
     settings = Settings.load(env={}, overrides={"data_dir": str(tmp_path), "ledger": {"url": url}})
-    try:
-        with pytest.raises(UnavailableError) as info:
-            Gateway.open(settings).close()
-    finally:
-        admin = sa.create_engine(
-            sa.make_url(postgres_url).set(database="postgres"),
-            isolation_level="AUTOCOMMIT",
-            poolclass=sa.NullPool,
-        )
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                f'DROP DATABASE IF EXISTS "{sa.make_url(postgres_url).database}" WITH (FORCE)'
-            )
-            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
-        admin.dispose()
-        owner.dispose()
+    with pytest.raises(UnavailableError) as info:
+        Gateway.open(settings).close()
     message = info.value.message
     assert "InsufficientPrivilege" in message and "CREATE privilege" in message
     assert "share-gateway db upgrade" in message
@@ -182,30 +158,17 @@ def test_db_upgrade_is_one_command(sqlite_url: str) -> None:
 
 
 @pytest.mark.postgres
-def test_provision_command_creates_every_table_and_the_role(postgres_url: str) -> None:
+def test_provision_command_creates_every_table_and_the_role(
+    postgres_url: str, pg_role: Callable[[], tuple[str, str]]
+) -> None:
     """``ledger provision-postgres`` creates every table the gateway needs, not only the
-    ledger's, and the role."""
-    role = f"gateway_{uuid.uuid4().hex[:10]}"
+    ledger's, and grants the role access to them."""
+    role, url = pg_role()
     args = ["ledger", "provision-postgres", "--admin-url", postgres_url, "--role", role]
     result = CliRunner().invoke(app, args)
-    try:
-        assert result.exit_code == 0, result.output
-        engine = sa.create_engine(postgres_url, poolclass=sa.NullPool)
-        with engine.connect() as conn:
-            assert set(sa.inspect(conn).get_table_names()) == _tables() | {VERSION_TABLE}
-            assert conn.execute(
-                sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
-            ).first()
-        engine.dispose()
-    finally:
-        admin = sa.create_engine(
-            sa.make_url(postgres_url).set(database="postgres"),
-            isolation_level="AUTOCOMMIT",
-            poolclass=sa.NullPool,
-        )
-        with admin.connect() as conn:
-            conn.exec_driver_sql(
-                f'DROP DATABASE IF EXISTS "{sa.make_url(postgres_url).database}" WITH (FORCE)'
-            )
-            conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
-        admin.dispose()
+    assert result.exit_code == 0, result.output
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.connect() as conn:
+        assert set(sa.inspect(conn).get_table_names()) == _tables() | {VERSION_TABLE}
+        assert conn.exec_driver_sql("SELECT count(*) FROM registry_partners").scalar() == 0
+    engine.dispose()

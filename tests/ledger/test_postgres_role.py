@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,21 +16,11 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def writer_url(postgres_url: str) -> Iterator[str]:
-    """The ledger provisioned by the superuser, and a URL for a fresh restricted role."""
-    role = f"ledger_writer_{uuid.uuid4().hex[:10]}"
+def writer_url(postgres_url: str, pg_role: Callable[[], tuple[str, str]]) -> str:
+    """The schema provisioned by the superuser, and the URL of a fresh restricted role."""
+    role, url = pg_role()
     provision_postgres(postgres_url, role=role)
-    yield sa.make_url(postgres_url).set(username=role).render_as_string(hide_password=False)
-    admin = sa.create_engine(
-        sa.make_url(postgres_url).set(database="postgres"),
-        isolation_level="AUTOCOMMIT",
-        poolclass=sa.NullPool,
-    )
-    with admin.connect() as conn:
-        db = sa.make_url(postgres_url).database
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-        conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
-    admin.dispose()
+    return url
 
 
 def test_restricted_role_appends_but_cannot_drop_or_truncate(
