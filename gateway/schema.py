@@ -11,14 +11,20 @@ Invariants:
   The initial revision creates only what is missing, so a database made before migrations
   existed is adopted by the same upgrade.
 - ``provision_postgres`` runs the migrations as the tables' owner, then grants the gateway's
-  role exactly ``ROLE_GRANTS``. The role owns nothing, so it cannot DROP, ALTER, TRUNCATE
-  or disable triggers; ledger tables refuse its UPDATEs and DELETEs twice (no privilege, and
-  the append-only triggers), and it forgets a subject only through ``ledger_forget_salt``.
+  role exactly ``role_grants`` of the tables present. The role owns nothing, so it cannot
+  DROP, ALTER, TRUNCATE or disable triggers; ledger tables refuse its UPDATEs and DELETEs
+  twice (no privilege, and the append-only triggers), and it forgets a subject only through
+  ``ledger_forget_salt``.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
@@ -40,31 +46,36 @@ from ledger.storage import (
 )
 
 SCRIPT_LOCATION = "gateway:migrations"
+VERSIONS_DIR = Path(__file__).resolve().parent / "migrations" / "versions"
+#: Extra revision directories (space-separated, after ``VERSIONS_DIR``); for tests.
+_VERSION_LOCATIONS: str | None = None
 VERSION_TABLE = "alembic_version"
 _MIGRATION_LOCK = 7262702
 _ROLE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
-#: What the gateway's PostgreSQL role may do, table by table: the least each store needs.
-#: Ledger tables: read and append. ``UPDATE (id)`` on the sequencer only because its writer
-#: lock, ``SELECT ... FOR UPDATE``, requires an UPDATE privilege; the trigger refuses every
-#: actual UPDATE. Registry and outbox: the updates and deletes their code performs
-#: (upserts, consent withdrawal, subject erasure, delivery marks, acks and expiry).
-ROLE_GRANTS: dict[str, str] = {
+#: What the gateway's PostgreSQL role may do, by table: ledger tables read and append; the
+#: registry's and outbox's tables the updates and deletes their code performs (upserts,
+#: consent withdrawal, subject erasure, delivery marks, acks and expiry). A table added later
+#: gets its prefix's default; ``GRANT_EXCEPTIONS`` narrows (or, once, widens) it.
+LEDGER_GRANT = "SELECT, INSERT"
+STORE_GRANT = "SELECT, INSERT, UPDATE, DELETE"
+GRANT_EXCEPTIONS: dict[str, str] = {
+    # The writer lock, SELECT ... FOR UPDATE, requires an UPDATE privilege; the trigger
+    # refuses every actual UPDATE of the sequencer.
     "ledger_sequencer": "SELECT, INSERT, UPDATE (id)",
-    "ledger_entry": "SELECT, INSERT",
-    "ledger_node": "SELECT, INSERT",
-    "ledger_checkpoint": "SELECT, INSERT",
-    "ledger_subject_index": "SELECT, INSERT",
-    "ledger_subject_salt": "SELECT, INSERT",
     "registry_partners": "SELECT, INSERT, UPDATE",
     "registry_schemas": "SELECT, INSERT, UPDATE",
-    "registry_subjects": "SELECT, INSERT, UPDATE, DELETE",
-    "registry_consents": "SELECT, INSERT, UPDATE, DELETE",
-    "registry_orders": "SELECT, INSERT, UPDATE, DELETE",
     "registry_erased_subjects": "SELECT, INSERT",
-    "outbox_items": "SELECT, INSERT, UPDATE, DELETE",
     VERSION_TABLE: "SELECT",
 }
+
+
+def role_grants(tables: Iterable[str]) -> dict[str, str]:
+    """The gateway role's privileges on each of ``tables`` (and ``alembic_version``). Pure."""
+    return {
+        t: GRANT_EXCEPTIONS.get(t, LEDGER_GRANT if t.startswith("ledger_") else STORE_GRANT)
+        for t in sorted({*tables, VERSION_TABLE})
+    }
 
 
 def target_metadata() -> list[sa.MetaData]:
@@ -89,6 +100,43 @@ def current_revision(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+def new_revision(message: str, *, versions_dir: Path | None = None) -> Path:
+    """Write the revision that brings the newest migration to what the models define
+    (Alembic autogenerate against a scratch SQLite database at head), formatted with ruff.
+
+    Args:
+        message: What the revision does (its docstring and file name).
+        versions_dir: Where to write it (default: ``gateway/migrations/versions``).
+
+    Returns:
+        The new file; review it (and name new tables in ``GRANT_EXCEPTIONS`` if their
+        prefix's default grant is too wide), then ``share-gateway db upgrade``.
+    """
+    head = head_revision()
+    rev_id = f"{int(head) + 1:04d}" if head.isdigit() else None
+    with tempfile.TemporaryDirectory() as scratch:
+        url = f"sqlite:///{Path(scratch) / 'head.db'}"
+        upgrade(url)
+        engine = create_ledger_engine(url)
+        try:
+            with engine.connect().execution_options(**WRITE) as conn, conn.begin():
+                cfg = _config(conn, extra_versions=versions_dir)
+                script = command.revision(
+                    cfg,
+                    message=message,
+                    autogenerate=True,
+                    rev_id=rev_id,
+                    version_path=str(versions_dir or VERSIONS_DIR),
+                )
+        finally:
+            engine.dispose()
+    assert script is not None and not isinstance(script, list)
+    path = Path(script.path)
+    for args in (["check", "--fix", "--quiet"], ["format", "--quiet"]):
+        subprocess.run([sys.executable, "-m", "ruff", *args, str(path)], check=False)
+    return path
+
+
 def upgrade(url: str, *, revision: str = "head") -> str:
     """Migrate the database at ``url`` to ``revision``; return the revision it is at.
 
@@ -107,7 +155,8 @@ def upgrade(url: str, *, revision: str = "head") -> str:
             if at != before:
                 # A migration that rebuilt a ledger table (SQLite's batch mode copies it)
                 # drops its triggers: put back every append-only guard (idempotent).
-                for ddl in append_only_ddl(engine.dialect.name):
+                present = set(sa.inspect(conn).get_table_names())
+                for ddl in append_only_ddl(engine.dialect.name, present):
                     conn.exec_driver_sql(ddl)
     except sa.exc.SQLAlchemyError as e:
         raise UnavailableError(
@@ -126,7 +175,7 @@ def provision_postgres(admin_url: str, *, role: str, password: str | None = None
 
     Args:
         admin_url: URL of a role that may create tables and roles (becomes the owner).
-        role: The gateway's role (lowercase SQL identifier), granted ``ROLE_GRANTS`` only.
+        role: The gateway's role (lowercase SQL identifier), granted ``role_grants`` only.
         password: Its login password; ``None`` leaves it unchanged (or none: trust/peer).
 
     Raises:
@@ -154,7 +203,8 @@ def provision_postgres(admin_url: str, *, role: str, password: str | None = None
             conn.exec_driver_sql(f'REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM "{role}"')
             conn.exec_driver_sql(f'REVOKE CREATE ON SCHEMA public FROM "{role}"')
             conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-            for table, privileges in ROLE_GRANTS.items():
+            tables = sa.inspect(conn).get_table_names()
+            for table, privileges in role_grants(tables).items():
                 conn.exec_driver_sql(f'GRANT {privileges} ON {table} TO "{role}"')
             # Serial ids of consents and outbox rows: nextval needs USAGE on the sequence.
             conn.exec_driver_sql(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
@@ -167,8 +217,12 @@ def provision_postgres(admin_url: str, *, role: str, password: str | None = None
         engine.dispose()
 
 
-def _config(conn: Connection | None = None) -> Config:
+def _config(conn: Connection | None = None, *, extra_versions: Path | None = None) -> Config:
     cfg = Config()
     cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.set_main_option("path_separator", "space")
+    extra = " ".join(str(x) for x in (_VERSION_LOCATIONS, extra_versions) if x)
+    if extra:
+        cfg.set_main_option("version_locations", f"{VERSIONS_DIR} {extra}")
     cfg.attributes["connection"] = conn
     return cfg

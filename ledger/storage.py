@@ -23,7 +23,7 @@ needs no DELETE privilege on any ledger table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -198,16 +198,22 @@ def _configure_sqlite(engine: Engine) -> None:
             conn.exec_driver_sql("BEGIN")
 
 
-_SQLITE_TRIGGERS = [
-    *(
+def _sqlite_triggers(tables: Collection[str]) -> list[str]:
+    out = [
         f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t} "
         f"BEGIN SELECT RAISE(ABORT, 'ledger is append-only: {op} on {t} refused'); END"
         for t in APPEND_ONLY_TABLES
+        if t in tables
         for op in ("UPDATE", "DELETE")
-    ),
-    f"CREATE TRIGGER IF NOT EXISTS {SALT_TABLE}_no_update BEFORE UPDATE ON {SALT_TABLE} "
-    f"BEGIN SELECT RAISE(ABORT, 'ledger is append-only: UPDATE on {SALT_TABLE} refused'); END",
-]
+    ]
+    if SALT_TABLE in tables:
+        out.append(
+            f"CREATE TRIGGER IF NOT EXISTS {SALT_TABLE}_no_update BEFORE UPDATE ON {SALT_TABLE} "
+            f"BEGIN SELECT RAISE(ABORT, 'ledger is append-only: UPDATE on {SALT_TABLE} refused'); "
+            "END"
+        )
+    return out
+
 
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -232,9 +238,9 @@ END $$
 """
 
 
-def _pg_triggers() -> list[str]:
+def _pg_triggers(tables: Collection[str]) -> list[str]:
     out = []
-    for t in ALL_TABLES:
+    for t in (t for t in ALL_TABLES if t in tables):
         ops = "UPDATE" if t == SALT_TABLE else "UPDATE OR DELETE"
         out += [
             f"DROP TRIGGER IF EXISTS {t}_append_only ON {t}",
@@ -275,18 +281,18 @@ def create_schema(engine: Engine) -> None:
         raise LedgerUnavailableError(f"cannot create ledger schema: {e}") from e
 
 
-def append_only_ddl(dialect: str) -> list[str]:
+def append_only_ddl(dialect: str, tables: Collection[str] = ALL_TABLES) -> list[str]:
     """DDL (idempotent; run with ``exec_driver_sql``) of the triggers that refuse changes to
-    ledger tables and, on PostgreSQL, of the salt deletion run with the owner's rights
-    (``FORGET_FUNCTION``, EXECUTE revoked from PUBLIC). Also used by the gateway's schema
-    migrations."""
+    the ledger ``tables`` (default: all) and, on PostgreSQL, of the salt deletion run with the
+    owner's rights (``FORGET_FUNCTION``, EXECUTE revoked from PUBLIC). Also used by the
+    gateway's schema migrations, each for the tables it created."""
     if dialect == "sqlite":
-        return list(_SQLITE_TRIGGERS)
+        return _sqlite_triggers(tables)
     return [
         _PG_FUNCTION,
         _PG_FORGET,
         f"REVOKE ALL ON FUNCTION {FORGET_FUNCTION}(bytea) FROM PUBLIC",
-        *_pg_triggers(),
+        *_pg_triggers(tables),
     ]
 
 

@@ -45,3 +45,18 @@ def head() -> None:
     from gateway.schema import head_revision
 
     typer.echo(head_revision())
+
+
+@app.command()
+def revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the revision does.")],
+) -> None:
+    """Write a migration for what the models define beyond the newest revision (review it)."""
+    from gateway.schema import new_revision
+
+    try:
+        path = new_revision(message)
+    except GatewayError as e:
+        typer.echo(f"error: {e.reason}: {e.message}", err=True)
+        raise typer.Exit(2) from e
+    typer.echo(str(path))

@@ -16,7 +16,14 @@ from gateway.cli import app
 from gateway.demo import delivery_request
 from gateway.errors import UnavailableError
 from gateway.registry import Registry
-from gateway.schema import ROLE_GRANTS, VERSION_TABLE, provision_postgres, target_metadata, upgrade
+from gateway.schema import (
+    VERSION_TABLE,
+    new_revision,
+    provision_postgres,
+    role_grants,
+    target_metadata,
+    upgrade,
+)
 from gateway.server import Gateway
 from gateway.settings import Settings
 from gateway.testing import running_gateway
@@ -25,8 +32,7 @@ from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_g
 
 _ADD_A_MIGRATION = (
     "the models differ from the migrations: add a revision in gateway/migrations/versions "
-    "(0001 shows the form; `share-gateway db upgrade` applies it) and the table's grant in "
-    "gateway.schema.ROLE_GRANTS"
+    "(`share-gateway db revision -m WHAT` writes it; `share-gateway db upgrade` applies it)"
 )
 
 
@@ -58,10 +64,15 @@ def test_migrations_match_the_models_on_postgresql(postgres_url: str) -> None:
     assert _drift(postgres_url) == [], _ADD_A_MIGRATION
 
 
-def test_every_table_has_a_grant_for_the_gateway_role() -> None:
-    """``ROLE_GRANTS`` names every table, so a new table cannot leave the role without access."""
-    assert set(ROLE_GRANTS) == _tables() | {VERSION_TABLE}, _ADD_A_MIGRATION
-    assert all("DELETE" not in g for t, g in ROLE_GRANTS.items() if t.startswith("ledger_"))
+def test_the_role_may_never_update_or_delete_ledger_rows() -> None:
+    """Every table gets a grant; on ledger tables only SELECT and INSERT (and the
+    sequencer's lock column), whatever tables are added later."""
+    grants = role_grants([*_tables(), "ledger_added_later", "registry_added_later"])
+    assert set(grants) == _tables() | {VERSION_TABLE, "ledger_added_later", "registry_added_later"}
+    for table, privileges in grants.items():
+        if table.startswith("ledger_"):
+            assert "DELETE" not in privileges
+            assert "UPDATE" not in privileges or privileges.endswith("UPDATE (id)")
 
 
 def test_upgrade_adopts_a_database_the_stores_created(tmp_path: Path, sqlite_url: str) -> None:
@@ -172,3 +183,28 @@ def test_provision_command_creates_every_table_and_the_role(
         assert set(sa.inspect(conn).get_table_names()) == _tables() | {VERSION_TABLE}
         assert conn.exec_driver_sql("SELECT count(*) FROM registry_partners").scalar() == 0
     engine.dispose()
+
+
+def test_db_revision_writes_the_migration_a_new_table_needs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A table added to the models gets its revision from one command, and that revision
+    brings a database at the previous head to the models."""
+    extra = sa.MetaData()
+    sa.Table("registry_added_later", extra, sa.Column("id", sa.Integer, primary_key=True))
+    with_extra = [*target_metadata(), extra]
+    monkeypatch.setattr("gateway.schema.target_metadata", lambda: with_extra)
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    path = new_revision("registry added later", versions_dir=versions)
+    text = path.read_text(encoding="utf-8")
+    assert path.name.startswith("0002_") and "create_table" in text and "sqlmodel" not in text
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(url)  # the shipped head, without the new revision
+    monkeypatch.setattr("gateway.schema._VERSION_LOCATIONS", str(versions))
+    assert upgrade(url) == "0002"
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), with_extra)
+    engine.dispose()
+    assert list(diffs) == []

@@ -208,7 +208,8 @@ def upgrade() -> None:
         op.create_table(name, *columns)
         for index, cols in indexes:
             op.create_index(index, name, cols, unique=False)
-    for ddl in append_only_ddl(bind.dialect.name):  # idempotent
+    ledger_tables = [name for name, _, _ in _tables() if name.startswith("ledger_")]
+    for ddl in append_only_ddl(bind.dialect.name, ledger_tables):  # idempotent
         bind.exec_driver_sql(ddl)
 
 
