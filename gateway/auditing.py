@@ -29,6 +29,19 @@ RECEIPT_FORMAT = "share-gateway/receipt/v1"
 # Modes in which data actually left the gateway: an inline share, or a partner's pull.
 # A staging decision ("stage") discloses nothing yet; its pull is recorded separately.
 DISCLOSING_MODES = frozenset({"share", "pull"})
+# The columns of one ledger entry as a table row or CSV line (`audit query`, the console).
+ENTRY_COLUMNS = (
+    "index",
+    "time",
+    "decision",
+    "partner",
+    "purpose",
+    "action",
+    "mode",
+    "records",
+    "categories",
+    "reasons",
+)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

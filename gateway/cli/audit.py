@@ -46,6 +46,7 @@ from gateway.audit_client import (
     open_note,
 )
 from gateway.auditing import (
+    ENTRY_COLUMNS,
     Filter,
     iter_entries,
     prove_entry,
@@ -126,18 +127,7 @@ class Action(StrEnum):
     PUBLIC_DISCLOSURE = "PUBLIC_DISCLOSURE"
 
 
-COLUMNS = (
-    "index",
-    "time",
-    "decision",
-    "partner",
-    "purpose",
-    "action",
-    "mode",
-    "records",
-    "categories",
-    "reasons",
-)
+COLUMNS = ENTRY_COLUMNS
 REPORT_COLUMNS = ("index", "time", "partner", "purpose", "action", "mode", "categories")
 
 

@@ -20,7 +20,7 @@ import base64
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -346,41 +346,39 @@ def create_app(
             }
         return page(request, "subject.html", session, ctx)
 
-    def days_of(request: Request) -> int:
+    async def scan(
+        request: Request, decision: str
+    ) -> tuple[Session, list[date], list[audit_pb2.LedgerEntry], dict[str, Any]]:
+        """The logged-in session, the window's days (``?days=``), the window's entries of one
+        decision (at most ``max_scan_entries``) and the page context they share."""
+        session, token = logged_in(request)
         raw = request.query_params.get("days", "30")
         if not raw.isdigit() or int(raw) not in _DAY_CHOICES:
             raise HTTPException(400, f"days must be one of {_DAY_CHOICES}")
-        return int(raw)
-
-    async def scan(
-        token: str, decision: str, days: list[Any]
-    ) -> tuple[list[audit_pb2.LedgerEntry], bool]:
-        """The window's entries of one decision, at most ``max_scan_entries``."""
+        days = window(int(raw))
         since = Timestamp()
         since.FromDatetime(datetime.combine(days[0], datetime.min.time(), tzinfo=UTC))
         flt = audit_pb2.DisclosureFilter(decision=decision, since=since)
         out: list[audit_pb2.LedgerEntry] = []
+        truncated = False
         async for e in audit().stream(token, flt):
             if len(out) >= settings.max_scan_entries:
-                return out, True
+                truncated = True
+                break
             out.append(e)
-        return out, False
+        ctx = {"days": int(raw), "choices": _DAY_CHOICES, "truncated": truncated}
+        return session, days, out, ctx
 
     async def refusals(request: Request) -> Response:
-        session, token = logged_in(request)
-        n = days_of(request)
-        days = window(n)
-        entries, truncated = await scan(token, "DENY", days)
+        session, days, entries, ctx = await scan(request, "DENY")
         t = tally_refusals(entries)
         return page(
             request,
             "refusals.html",
             session,
             {
-                "days": n,
-                "choices": _DAY_CHOICES,
+                **ctx,
                 "tally": t,
-                "truncated": truncated,
                 "by_rule_chart": charts.stacked_bars(
                     charts.top_series(t.rule_days), days, label="Refusals per day by rule"
                 ),
@@ -391,10 +389,7 @@ def create_app(
         )
 
     async def chart_page(request: Request) -> Response:
-        session, token = logged_in(request)
-        n = days_of(request)
-        days = window(n)
-        entries, truncated = await scan(token, "ALLOW", days)
+        session, days, entries, ctx = await scan(request, "ALLOW")
         t = tally_disclosures(entries)
         partner = charts.top_series(t.by_partner)
         purpose = charts.top_series(t.by_purpose)
@@ -403,11 +398,9 @@ def create_app(
             "charts.html",
             session,
             {
-                "days": n,
+                **ctx,
                 "day_list": days,
-                "choices": _DAY_CHOICES,
                 "tally": t,
-                "truncated": truncated,
                 "tables": (("partner", partner), ("purpose", purpose)),
                 "by_partner_chart": charts.stacked_bars(
                     partner, days, label="Disclosures per day by partner"

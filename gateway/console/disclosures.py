@@ -23,6 +23,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gateway.auditing import ENTRY_COLUMNS
 from gateway.console.client import AuditClient
 from partner_gateway.v1 import audit_pb2
 
@@ -32,18 +33,7 @@ PAGE_SIZE = 50
 # Server pages read per view while filtering by reason code; the cursor resumes after them.
 _MAX_SCAN_PAGES = 20
 _SCAN_PAGE = 500
-COLUMNS = (
-    "index",
-    "time",
-    "decision",
-    "partner",
-    "purpose",
-    "action",
-    "mode",
-    "records",
-    "categories",
-    "reasons",
-)
+COLUMNS = ENTRY_COLUMNS
 
 
 class QueryError(ValueError):

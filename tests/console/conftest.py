@@ -6,6 +6,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import grpc
 import pytest
@@ -64,39 +65,33 @@ def backfill(ledger: Ledger, *, revision: str, days: int = 14, seed: int = 7) ->
     ]
     batch = []
     for day in range(days, 0, -1):
-        when = now - timedelta(days=day)
+        share = partial(
+            Disclosure,
+            time=now - timedelta(days=day),
+            rpc="/partner_gateway.v1.ShareService/Share",
+            caller="svc:checkout",
+            action="SHARE",
+            mode="share",
+            policy_revision=revision,
+        )
         for partner, purpose, cats in flows:
             for _ in range(rng.randint(0, 4)):
+                subject = f"u{rng.randint(2000, 2100)}"
                 batch.append(
-                    Disclosure(
-                        time=when,
+                    share(
                         decision="ALLOW",
-                        rpc="/partner_gateway.v1.ShareService/Share",
-                        caller="svc:checkout",
                         partner_id=partner,
                         purpose=purpose,
-                        action="SHARE",
-                        mode="share",
                         categories_disclosed=cats,
                         record_count=1,
-                        subject_ids=(f"u{rng.randint(2000, 2100)}",),
-                        policy_revision=revision,
+                        subject_ids=(subject,),
                     )
                 )
         for partner, purpose, reasons in refusals:
             if rng.random() < 0.5:
                 batch.append(
-                    Disclosure(
-                        time=when,
-                        decision="DENY",
-                        rpc="/partner_gateway.v1.ShareService/Share",
-                        caller="svc:checkout",
-                        partner_id=partner,
-                        purpose=purpose,
-                        action="SHARE",
-                        mode="share",
-                        reason_codes=reasons,
-                        policy_revision=revision,
+                    share(
+                        decision="DENY", partner_id=partner, purpose=purpose, reason_codes=reasons
                     )
                 )
     ledger.append(batch)
