@@ -82,7 +82,7 @@ class Ledger:
         # Checkpoints signed before a key rotation verify with the retired keys (issue 5.4).
         self._verifiers = [signer.verifier, *(NoteVerifier.parse(v) for v in retired_vkeys)]
         self._pz: Pseudonymizer = subject_key.pseudonymizer()
-        writer = BatchWriter(engine=engine, pz=self._pz)
+        writer = BatchWriter(engine=engine, pz=self._pz, signer=signer, verifiers=self._verifiers)
         self._sequencer = Sequencer(
             write=writer.write, pz=self._pz, max_batch=max_batch, max_pending=max_pending
         )

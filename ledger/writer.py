@@ -2,13 +2,20 @@
 
 Under the writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL the ``ledger_sequencer`` row
 ``FOR UPDATE``) the writer reads the size, assigns the next indexes, creates missing salts,
-and inserts entries, completed Merkle nodes and subject-index rows. It returns receipts only
-after COMMIT returned; a failure raises ``LedgerError`` and nothing of the batch is kept.
+inserts entries, completed Merkle nodes and subject-index rows, and signs and stores the
+checkpoint of the new tree (ADR 0006: one Ed25519 signature per batch). It returns receipts,
+each carrying that checkpoint, only after COMMIT returned; a failure raises ``LedgerError``
+and nothing of the batch is kept. So no acknowledged entry is ever in an unsigned tail.
+
+Before extending a tree it did not write itself, the writer checks that the stored tree
+extends the latest stored checkpoint; and a tree smaller than one it already signed is a
+rollback: it refuses to append (and so to sign a fork).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,21 +25,36 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 
 from ledger import merkle
+from ledger.checkpoint import (
+    Checkpoint,
+    NoteSigner,
+    NoteVerifier,
+    SignedCheckpoint,
+    open_with_any,
+)
 from ledger.entry import Disclosure, entry_template, fill_template, time_micros
-from ledger.errors import LedgerCorruptionError, LedgerUnavailableError
+from ledger.errors import (
+    InconsistentCheckpointError,
+    LedgerCorruptionError,
+    LedgerUnavailableError,
+    VerificationError,
+)
 from ledger.proofs import raw_node_reader
 from ledger.pseudonym import SALT_SIZE, Pseudonymizer
 from ledger.queries import IN_CHUNK
 from ledger.storage import chunked, describe_db_error, is_sqlite
+from ledger.verify import verify_consistency
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Receipt:
-    """Proof of acceptance: the durably assigned index and the entry's leaf hash."""
+    """Proof of acceptance: the durably assigned index, the entry's leaf hash, and the signed
+    checkpoint of the batch that committed it (its tree contains the entry)."""
 
     index: int
     leaf_hash: bytes
     payload_digest: bytes
+    checkpoint: SignedCheckpoint
 
 
 class Item:
@@ -54,13 +76,27 @@ class BatchWriter:
     Args:
         engine: The ledger database.
         pz: Subject pseudonymizer (the ledger's subject key).
+        signer: Checkpoint signing key; its name is the origin.
+        verifiers: Keys stored checkpoints may be signed with (current and retired).
     """
 
-    def __init__(self, *, engine: Engine, pz: Pseudonymizer) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        pz: Pseudonymizer,
+        signer: NoteSigner,
+        verifiers: Sequence[NoteVerifier],
+    ) -> None:
         self._engine = engine
         self._sqlite = is_sqlite(engine)
         self._pz = pz
+        self._signer = signer
+        self._verifiers = list(verifiers)
+        # The tree as of the last batch this writer committed: reused while nobody else
+        # appended, and the floor below which the stored tree must never shrink.
         self._frontier: merkle.Frontier | None = None
+        self._signed_size = 0
         ph = self._ph = "?" if self._sqlite else "%s"
         self._sql_insert_entry = (
             "INSERT INTO ledger_entry (idx, leaf_hash, data, time_us, partner_id, purpose, "
@@ -71,6 +107,10 @@ class BatchWriter:
         )
         self._sql_insert_index = (
             f"INSERT INTO ledger_subject_index (pseudonym, idx, excluded) VALUES ({ph}, {ph}, {ph})"
+        )
+        self._sql_insert_checkpoint = (
+            "INSERT INTO ledger_checkpoint (size, root, note, created_us) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph})"
         )
         self._pg_unnest = {} if self._sqlite else self._pg_unnest_sql()
 
@@ -137,19 +177,21 @@ class BatchWriter:
             cur.execute("SELECT max(idx) FROM ledger_entry")
             m = cur.fetchone()[0]
             size = 0 if m is None else int(m) + 1
+            if size < self._signed_size:
+                raise InconsistentCheckpointError(
+                    f"the log shrank: it has {size} entries, but this writer signed a "
+                    f"checkpoint of {self._signed_size} (rollback; refusing to append)"
+                )
             cached = self._frontier
             if cached is not None and cached.size == size:
                 frontier = cached.copy()
             else:
-                try:
-                    frontier = merkle.Frontier.load(size, raw_node_reader(cur, self._ph))
-                except LookupError as e:
-                    raise LedgerCorruptionError(f"cannot load tree frontier: {e}") from e
+                frontier = self._load_checked(cur, size)
             salts = self._salts(cur, keys)
             entries: list[tuple[Any, ...]] = []
             nodes: list[tuple[int, int, bytes]] = []
             index_rows: list[tuple[str, int, bool]] = []
-            receipts: list[Receipt] = []
+            receipts: list[tuple[int, bytes, bytes]] = []
             leaf = merkle.leaf_hash
             for offset, it in enumerate(items):
                 d = it.disclosure
@@ -168,16 +210,65 @@ class BatchWriter:
                     index_rows.append((p, idx, False))
                 for p in excluded - disclosed:
                     index_rows.append((p, idx, True))
-                receipts.append(Receipt(index=idx, leaf_hash=lh, payload_digest=d.payload_digest))
+                receipts.append((idx, lh, d.payload_digest))
             # Driver executemany: SQLAlchemy's per-row parameter processing would cost more
             # than the INSERT itself at these batch sizes.
             self._insert_rows(cur, self._sql_insert_entry, entries)
             self._insert_rows(cur, self._sql_insert_node, nodes)
             self._insert_rows(cur, self._sql_insert_index, index_rows)
+            new_size = size + len(items)
+            signed = self._signer.sign_checkpoint(
+                Checkpoint(origin=self._signer.name, size=new_size, root=frontier.root())
+            )
+            cur.execute(
+                self._sql_insert_checkpoint,
+                (new_size, signed.root, signed.note, time.time_ns() // 1000),
+            )
             # Commit happens when the block exits; the frontier is kept only after it.
             self._frontier = None
         self._frontier = frontier
-        return receipts
+        self._signed_size = max(self._signed_size, new_size)
+        return [
+            Receipt(index=r[0], leaf_hash=r[1], payload_digest=r[2], checkpoint=signed)
+            for r in receipts
+        ]
+
+    def _load_checked(self, cur: Any, size: int) -> merkle.Frontier:
+        """Load the stored tree's frontier and check it extends the latest stored checkpoint.
+
+        Raises:
+            InconsistentCheckpointError: it does not (truncated, rewritten, or forged).
+            LedgerCorruptionError: nodes are missing or the checkpoint does not verify.
+        """
+        read = raw_node_reader(cur, self._ph)
+        try:
+            frontier = merkle.Frontier.load(size, read)
+        except LookupError as e:
+            raise LedgerCorruptionError(f"cannot load tree frontier: {e}") from e
+        cur.execute("SELECT size, note FROM ledger_checkpoint ORDER BY size DESC LIMIT 1")
+        row = cur.fetchone()
+        if row is None:
+            return frontier
+        try:
+            cp = Checkpoint.parse(open_with_any(self._verifiers, str(row[1])))
+        except VerificationError as e:
+            raise LedgerCorruptionError(f"latest stored checkpoint does not verify: {e}") from e
+        if cp.size != int(row[0]) or cp.size > size:
+            raise InconsistentCheckpointError(
+                f"the log has {size} entries but its latest checkpoint covers {cp.size}"
+            )
+        try:
+            if cp.size == size:
+                if cp.root != frontier.root():
+                    raise VerificationError(f"root at size {size} differs")
+            elif cp.size > 0:
+                proof = merkle.consistency_proof(cp.size, size, read)
+                verify_consistency(cp.size, size, cp.root, frontier.root(), proof)
+        except (LookupError, VerificationError) as e:
+            raise InconsistentCheckpointError(
+                f"tree of size {size} does not extend the checkpoint of size {cp.size}: {e}"
+            ) from e
+        return frontier
 
     def _insert_rows(self, cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """INSERT ``rows`` with ``sql`` (one ``VALUES`` tuple of placeholders).

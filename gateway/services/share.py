@@ -114,6 +114,7 @@ def receipt_message(outcome: Outcome) -> share_pb2.DisclosureReceipt | None:
         leaf_hash=outcome.receipt.leaf_hash,
         payload_digest=outcome.payload_digest,
         pseudonym_key_id=outcome.key_id,
+        checkpoint=outcome.receipt.checkpoint.note,
     )
 
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/share.proto\x12\x12partner_gateway.v1\"i\n\nLegalBasis\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".partner_gateway.v1.LegalBasisKind\x12\x11\n\treference\x18\x02 \x01(\t\x12\x16\n\x0e\x65xemption_code\x18\x03 \x01(\t\"\x95\x01\n\x06Record\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x36\n\x06\x66ields\x18\x02 \x03(\x0b\x32&.partner_gateway.v1.Record.FieldsEntry\x12\x10\n\x08order_id\x18\x03 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x02\n\x0cShareRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12*\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1a.partner_gateway.v1.Action\x12\x33\n\x0blegal_basis\x18\x04 \x01(\x0b\x32\x1e.partner_gateway.v1.LegalBasis\x12\x13\n\x0brecord_type\x18\x05 \x01(\t\x12+\n\x07records\x18\x06 \x03(\x0b\x32\x1a.partner_gateway.v1.Record\x12\x1a\n\x12\x64\x65stination_region\x18\x07 \x01(\t\x12\x32\n\x08\x64\x65livery\x18\x08 \x01(\x0e\x32 .partner_gateway.v1.DeliveryMode\"\'\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"R\n\x0f\x45xcludedSubject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12+\n\x07reasons\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Reason\"\xfc\x02\n\x08\x44\x65\x63ision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12+\n\x07reasons\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Reason\x12>\n\x11\x65xcluded_subjects\x18\x03 \x03(\x0b\x32#.partner_gateway.v1.ExcludedSubject\x12\x1c\n\x14\x63\x61tegories_disclosed\x18\x04 \x03(\t\x12\x1a\n\x12\x63\x61tegories_removed\x18\x05 \x03(\t\x12\x17\n\x0fpolicy_revision\x18\x06 \x01(\t\x12\x16\n\x0e\x65xcluded_total\x18\x07 \x01(\r\x12N\n\x12\x65xcluded_by_reason\x18\x08 \x03(\x0b\x32\x32.partner_gateway.v1.Decision.ExcludedByReasonEntry\x1a\x37\n\x15\x45xcludedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"n\n\x11\x44isclosureReceipt\x12\x14\n\x0cledger_index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x16\n\x0epayload_digest\x18\x03 \x01(\x0c\x12\x18\n\x10pseudonym_key_id\x18\x04 \x01(\t\"\xb8\x01\n\rShareResponse\x12.\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1c.partner_gateway.v1.Decision\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Record\x12\x36\n\x07receipt\x18\x03 \x01(\x0b\x32%.partner_gateway.v1.DisclosureReceipt\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"V\n\x10\x45valuateResponse\x12.\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1c.partner_gateway.v1.Decision\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"k\n\nShareChunk\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.ShareRequest\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Record\"v\n\x13ShareStreamResponse\x12\x32\n\x07summary\x18\x01 \x01(\x0b\x32!.partner_gateway.v1.ShareResponse\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Record*e\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_SHARE\x10\x01\x12\x13\n\x0f\x41\x43TION_TRANSFER\x10\x02\x12\x1c\n\x18\x41\x43TION_PUBLIC_DISCLOSURE\x10\x03*\xd7\x02\n\x0eLegalBasisKind\x12 \n\x1cLEGAL_BASIS_KIND_UNSPECIFIED\x10\x00\x12%\n!LEGAL_BASIS_KIND_LEGAL_OBLIGATION\x10\x01\x12%\n!LEGAL_BASIS_KIND_EXPLICIT_CONSENT\x10\x02\x12#\n\x1fLEGAL_BASIS_KIND_USER_INITIATED\x10\x03\x12&\n\"LEGAL_BASIS_KIND_AFFILIATE_SERVICE\x10\x04\x12\'\n#LEGAL_BASIS_KIND_AUTHORIZED_PARTNER\x10\x05\x12\x1b\n\x17LEGAL_BASIS_KIND_MERGER\x10\x06\x12\x1e\n\x1aLEGAL_BASIS_KIND_EXEMPTION\x10\x07\x12\"\n\x1eLEGAL_BASIS_KIND_DE_IDENTIFIED\x10\x08*a\n\x0c\x44\x65liveryMode\x12\x1d\n\x19\x44\x45LIVERY_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_MODE_INLINE\x10\x01\x12\x18\n\x14\x44\x45LIVERY_MODE_OUTBOX\x10\x02\x32\x8c\x02\n\x0cShareService\x12L\n\x05Share\x12 .partner_gateway.v1.ShareRequest\x1a!.partner_gateway.v1.ShareResponse\x12R\n\x08\x45valuate\x12 .partner_gateway.v1.ShareRequest\x1a$.partner_gateway.v1.EvaluateResponse\x12Z\n\x0bShareStream\x12\x1e.partner_gateway.v1.ShareChunk\x1a\'.partner_gateway.v1.ShareStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/share.proto\x12\x12partner_gateway.v1\"i\n\nLegalBasis\x12\x30\n\x04kind\x18\x01 \x01(\x0e\x32\".partner_gateway.v1.LegalBasisKind\x12\x11\n\treference\x18\x02 \x01(\t\x12\x16\n\x0e\x65xemption_code\x18\x03 \x01(\t\"\x95\x01\n\x06Record\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x36\n\x06\x66ields\x18\x02 \x03(\x0b\x32&.partner_gateway.v1.Record.FieldsEntry\x12\x10\n\x08order_id\x18\x03 \x01(\t\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x02\n\x0cShareRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12*\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x1a.partner_gateway.v1.Action\x12\x33\n\x0blegal_basis\x18\x04 \x01(\x0b\x32\x1e.partner_gateway.v1.LegalBasis\x12\x13\n\x0brecord_type\x18\x05 \x01(\t\x12+\n\x07records\x18\x06 \x03(\x0b\x32\x1a.partner_gateway.v1.Record\x12\x1a\n\x12\x64\x65stination_region\x18\x07 \x01(\t\x12\x32\n\x08\x64\x65livery\x18\x08 \x01(\x0e\x32 .partner_gateway.v1.DeliveryMode\"\'\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"R\n\x0f\x45xcludedSubject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12+\n\x07reasons\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Reason\"\xfc\x02\n\x08\x44\x65\x63ision\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12+\n\x07reasons\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Reason\x12>\n\x11\x65xcluded_subjects\x18\x03 \x03(\x0b\x32#.partner_gateway.v1.ExcludedSubject\x12\x1c\n\x14\x63\x61tegories_disclosed\x18\x04 \x03(\t\x12\x1a\n\x12\x63\x61tegories_removed\x18\x05 \x03(\t\x12\x17\n\x0fpolicy_revision\x18\x06 \x01(\t\x12\x16\n\x0e\x65xcluded_total\x18\x07 \x01(\r\x12N\n\x12\x65xcluded_by_reason\x18\x08 \x03(\x0b\x32\x32.partner_gateway.v1.Decision.ExcludedByReasonEntry\x1a\x37\n\x15\x45xcludedByReasonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\x82\x01\n\x11\x44isclosureReceipt\x12\x14\n\x0cledger_index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x16\n\x0epayload_digest\x18\x03 \x01(\x0c\x12\x18\n\x10pseudonym_key_id\x18\x04 \x01(\t\x12\x12\n\ncheckpoint\x18\x05 \x01(\t\"\xb8\x01\n\rShareResponse\x12.\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1c.partner_gateway.v1.Decision\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Record\x12\x36\n\x07receipt\x18\x03 \x01(\x0b\x32%.partner_gateway.v1.DisclosureReceipt\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"V\n\x10\x45valuateResponse\x12.\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x1c.partner_gateway.v1.Decision\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"k\n\nShareChunk\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.ShareRequest\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Record\"v\n\x13ShareStreamResponse\x12\x32\n\x07summary\x18\x01 \x01(\x0b\x32!.partner_gateway.v1.ShareResponse\x12+\n\x07records\x18\x02 \x03(\x0b\x32\x1a.partner_gateway.v1.Record*e\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_SHARE\x10\x01\x12\x13\n\x0f\x41\x43TION_TRANSFER\x10\x02\x12\x1c\n\x18\x41\x43TION_PUBLIC_DISCLOSURE\x10\x03*\xd7\x02\n\x0eLegalBasisKind\x12 \n\x1cLEGAL_BASIS_KIND_UNSPECIFIED\x10\x00\x12%\n!LEGAL_BASIS_KIND_LEGAL_OBLIGATION\x10\x01\x12%\n!LEGAL_BASIS_KIND_EXPLICIT_CONSENT\x10\x02\x12#\n\x1fLEGAL_BASIS_KIND_USER_INITIATED\x10\x03\x12&\n\"LEGAL_BASIS_KIND_AFFILIATE_SERVICE\x10\x04\x12\'\n#LEGAL_BASIS_KIND_AUTHORIZED_PARTNER\x10\x05\x12\x1b\n\x17LEGAL_BASIS_KIND_MERGER\x10\x06\x12\x1e\n\x1aLEGAL_BASIS_KIND_EXEMPTION\x10\x07\x12\"\n\x1eLEGAL_BASIS_KIND_DE_IDENTIFIED\x10\x08*a\n\x0c\x44\x65liveryMode\x12\x1d\n\x19\x44\x45LIVERY_MODE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x44\x45LIVERY_MODE_INLINE\x10\x01\x12\x18\n\x14\x44\x45LIVERY_MODE_OUTBOX\x10\x02\x32\x8c\x02\n\x0cShareService\x12L\n\x05Share\x12 .partner_gateway.v1.ShareRequest\x1a!.partner_gateway.v1.ShareResponse\x12R\n\x08\x45valuate\x12 .partner_gateway.v1.ShareRequest\x1a$.partner_gateway.v1.EvaluateResponse\x12Z\n\x0bShareStream\x12\x1e.partner_gateway.v1.ShareChunk\x1a\'.partner_gateway.v1.ShareStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,12 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORD_FIELDSENTRY']._serialized_options = b'8\001'
   _globals['_DECISION_EXCLUDEDBYREASONENTRY']._loaded_options = None
   _globals['_DECISION_EXCLUDEDBYREASONENTRY']._serialized_options = b'8\001'
-  _globals['_ACTION']._serialized_start=1736
-  _globals['_ACTION']._serialized_end=1837
-  _globals['_LEGALBASISKIND']._serialized_start=1840
-  _globals['_LEGALBASISKIND']._serialized_end=2183
-  _globals['_DELIVERYMODE']._serialized_start=2185
-  _globals['_DELIVERYMODE']._serialized_end=2282
+  _globals['_ACTION']._serialized_start=1757
+  _globals['_ACTION']._serialized_end=1858
+  _globals['_LEGALBASISKIND']._serialized_start=1861
+  _globals['_LEGALBASISKIND']._serialized_end=2204
+  _globals['_DELIVERYMODE']._serialized_start=2206
+  _globals['_DELIVERYMODE']._serialized_end=2303
   _globals['_LEGALBASIS']._serialized_start=54
   _globals['_LEGALBASIS']._serialized_end=159
   _globals['_RECORD']._serialized_start=162
@@ -57,16 +57,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DECISION']._serialized_end=1118
   _globals['_DECISION_EXCLUDEDBYREASONENTRY']._serialized_start=1063
   _globals['_DECISION_EXCLUDEDBYREASONENTRY']._serialized_end=1118
-  _globals['_DISCLOSURERECEIPT']._serialized_start=1120
-  _globals['_DISCLOSURERECEIPT']._serialized_end=1230
-  _globals['_SHARERESPONSE']._serialized_start=1233
-  _globals['_SHARERESPONSE']._serialized_end=1417
-  _globals['_EVALUATERESPONSE']._serialized_start=1419
-  _globals['_EVALUATERESPONSE']._serialized_end=1505
-  _globals['_SHARECHUNK']._serialized_start=1507
-  _globals['_SHARECHUNK']._serialized_end=1614
-  _globals['_SHARESTREAMRESPONSE']._serialized_start=1616
-  _globals['_SHARESTREAMRESPONSE']._serialized_end=1734
-  _globals['_SHARESERVICE']._serialized_start=2285
-  _globals['_SHARESERVICE']._serialized_end=2553
+  _globals['_DISCLOSURERECEIPT']._serialized_start=1121
+  _globals['_DISCLOSURERECEIPT']._serialized_end=1251
+  _globals['_SHARERESPONSE']._serialized_start=1254
+  _globals['_SHARERESPONSE']._serialized_end=1438
+  _globals['_EVALUATERESPONSE']._serialized_start=1440
+  _globals['_EVALUATERESPONSE']._serialized_end=1526
+  _globals['_SHARECHUNK']._serialized_start=1528
+  _globals['_SHARECHUNK']._serialized_end=1635
+  _globals['_SHARESTREAMRESPONSE']._serialized_start=1637
+  _globals['_SHARESTREAMRESPONSE']._serialized_end=1755
+  _globals['_SHARESERVICE']._serialized_start=2306
+  _globals['_SHARESERVICE']._serialized_end=2574
 # @@protoc_insertion_point(module_scope)

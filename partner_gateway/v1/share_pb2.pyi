@@ -350,11 +350,16 @@ class DisclosureReceipt(_message.Message):
     LEAF_HASH_FIELD_NUMBER: _builtins.int
     PAYLOAD_DIGEST_FIELD_NUMBER: _builtins.int
     PSEUDONYM_KEY_ID_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     ledger_index: _builtins.int
     leaf_hash: _builtins.bytes
     payload_digest: _builtins.bytes
     """SHA-256 over the canonical encoding of exactly the records disclosed."""
     pseudonym_key_id: _builtins.str
+    checkpoint: _builtins.str
+    """The C2SP signed note of the checkpoint committed with this entry (its tree contains
+    ledger_index). Keep it: it proves the ledger's later states must extend it.
+    """
     def __init__(
         self,
         *,
@@ -362,10 +367,11 @@ class DisclosureReceipt(_message.Message):
         leaf_hash: _builtins.bytes = ...,
         payload_digest: _builtins.bytes = ...,
         pseudonym_key_id: _builtins.str = ...,
+        checkpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["leaf_hash", b"leaf_hash", "ledger_index", b"ledger_index", "payload_digest", b"payload_digest", "pseudonym_key_id", b"pseudonym_key_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "leaf_hash", b"leaf_hash", "ledger_index", b"ledger_index", "payload_digest", b"payload_digest", "pseudonym_key_id", b"pseudonym_key_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,7 +21,7 @@ from gateway.services.admin import AdminServicer
 from gateway.services.share import ShareServicer
 from gateway.settings import REPO_ROOT, LimitsSettings
 from gateway.sharing import Sharing
-from ledger import Disclosure, Receipt
+from ledger import Disclosure, Receipt, SignedCheckpoint
 from ledger import errors as ledger_errors
 from partner_gateway.v1 import admin_pb2, share_pb2
 
@@ -72,8 +72,11 @@ class ListLedger:
             raise self._error
         start = len(self.appended)
         self.appended.extend(disclosures)
+        cp = SignedCheckpoint(origin="fake", size=len(self.appended), root=bytes(32), note="")
         return [
-            Receipt(index=start + i, leaf_hash=bytes(32), payload_digest=d.payload_digest)
+            Receipt(
+                index=start + i, leaf_hash=bytes(32), payload_digest=d.payload_digest, checkpoint=cp
+            )
             for i, d in enumerate(disclosures)
         ]
 

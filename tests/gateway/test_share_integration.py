@@ -15,7 +15,9 @@ from structlog.testing import capture_logs
 
 from gateway.demo import AD_FIELDS, ad_request, delivery_request, profile
 from gateway.testing import RunningGateway, running_gateway
+from ledger import open_checkpoint
 from ledger.testing import stalled_writer
+from ledger.verify import verify_inclusion
 from partner_gateway.v1 import share_pb2, share_pb2_grpc
 
 
@@ -69,6 +71,19 @@ def test_logistics_vendor_gets_name_phone_and_address(
     assert entry.entry.partner_id == "logiship"
     assert entry.entry.decision == "ALLOW"
     assert entry.entry.payload_digest == resp.receipt.payload_digest
+
+
+def test_share_receipt_carries_a_signed_checkpoint_covering_its_entry(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """The acknowledged entry is never in an unsigned tail: the receipt's checkpoint is signed
+    by the ledger key and its tree contains the entry (inclusion proof to its root)."""
+    resp = share.Share(delivery_request())
+    ledger = gw.gateway.ledger
+    cp = open_checkpoint(resp.receipt.checkpoint, ledger.verifier_key)
+    assert cp.size > resp.receipt.ledger_index
+    proof = ledger.inclusion_proof(resp.receipt.ledger_index, cp.size)
+    verify_inclusion(resp.receipt.ledger_index, cp.size, resp.receipt.leaf_hash, proof, cp.root)
 
 
 def test_ad_partner_gets_tags_age_band_and_pseudonyms_only(
