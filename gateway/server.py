@@ -49,6 +49,7 @@ from gateway.services.share import ShareServicer
 from gateway.settings import Settings
 from gateway.sharing import Sharing
 from ledger import Disclosure, Ledger, LedgerError
+from ledger.witness.client import WitnessConfig
 from partner_gateway.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -120,6 +121,9 @@ class Gateway:
             origin=settings.ledger.origin,
             max_batch=settings.ledger.max_batch,
             max_pending=settings.ledger.max_pending,
+            witnesses=[WitnessConfig(url=w.url, vkey=w.vkey) for w in settings.ledger.witnesses],
+            witness_quorum=settings.ledger.witness_quorum,
+            witness_interval_s=settings.ledger.witness_interval_s,
         )
         keys = PseudonymKeys(directory=settings.keys_dir / "pseudonym")
         outbox_store = OutboxStore.open(

@@ -22,7 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -32,6 +39,8 @@ from pydantic_settings import (
 )
 
 from gateway.errors import ConfigError
+from ledger.cosignature import CosignatureVerifier
+from ledger.errors import CheckpointFormatError
 
 ENV_PREFIX = "SHARE_GATEWAY_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +100,32 @@ class PolicySettings(_Section):
         return v
 
 
+class WitnessSettings(_Section):
+    """A checkpoint witness (c2sp.org/tlog-witness): where it listens and its key."""
+
+    url: str
+    # Its cosignature/v1 verifier key "name+keyid+base64" (`share-gateway witness verifier-key`).
+    vkey: str
+    # Its key name; must match the vkey's (a typo check).
+    name: str
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @field_validator("vkey")
+    @classmethod
+    def _vkey_parses(cls, v: str) -> str:
+        try:
+            CosignatureVerifier.parse(v)
+        except CheckpointFormatError as e:
+            raise ValueError(e.message) from e
+        return v
+
+
 class LedgerSettings(_Section):
     """Audit ledger storage."""
 
@@ -103,6 +138,21 @@ class LedgerSettings(_Section):
     max_pending: int = Field(default=50_000, gt=0)
     # Sign a new checkpoint this often when the log grew (0 disables; one is signed at stop).
     checkpoint_interval_s: float = Field(default=10.0, ge=0)
+    # Witnesses the latest checkpoint is submitted to, in the background (docs/ledger.md).
+    witnesses: list[WitnessSettings] = []
+    # k of n: a checkpoint counts as published once this many witnesses cosigned it.
+    witness_quorum: int = Field(default=1, ge=1)
+    # Pause between submission rounds.
+    witness_interval_s: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _quorum_fits(self) -> LedgerSettings:
+        if self.witnesses and self.witness_quorum > len(self.witnesses):
+            raise ValueError(f"witness_quorum exceeds the {len(self.witnesses)} witness(es)")
+        for w in self.witnesses:
+            if w.vkey.split("+", 1)[0] != w.name:
+                raise ValueError(f"witness {w.name!r}: its vkey is for another name")
+        return self
 
 
 class OutboxSettings(_Section):

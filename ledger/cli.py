@@ -16,10 +16,17 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 import typer
 
-from ledger.errors import LedgerError, LedgerUnavailableError
-from ledger.fsck import verify_url
+from ledger.checkpoint import NoteVerifier, open_with_any
+from ledger.errors import (
+    LedgerError,
+    LedgerKeyError,
+    LedgerUnavailableError,
+    WitnessUnavailableError,
+)
+from ledger.fsck import KnownCheckpoint, verify_url
 from ledger.keys import SIGNING_KEY_FILE, load_signer, retired_vkeys, rotate_signer
 from ledger.storage import create_ledger_engine
+from ledger.witness.client import fetch_witnessed
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Audit ledger: verification and checkpoints."
@@ -90,29 +97,67 @@ def _fail(message: str, *, as_json: bool, code: int = 2) -> None:
 
 
 def _resolve_vkey(
-    vkey: list[str] | None, keys_dir: Path | None, config: Path | None, url: str
-) -> tuple[list[str] | str | None, str]:
-    """Pick the verifier keys: explicit, else the key directory (current and retired keys),
-    else the one recorded in the db."""
+    vkey: list[str] | None, keys_dir: Path | None, config: Path | None
+) -> tuple[list[str], str]:
+    """The log's verifier keys: explicit, else the key directory (current and retired keys).
+
+    Never the key recorded in the database under test: whoever can rewrite the ledger can
+    rewrite that record too.
+
+    Raises:
+        LedgerKeyError: neither is available.
+    """
     if vkey:
         return vkey, "argument"
     try:
         kd = _keys_dir(keys_dir, config)
-        if (kd / SIGNING_KEY_FILE).exists():
-            return [load_signer(kd).vkey, *retired_vkeys(kd)], f"keys dir {kd}"
-    except Exception:  # settings unusable: fall through to the database's record
-        pass
-    engine = create_ledger_engine(read_only_url(url))
+    except Exception as e:  # settings unusable: say so instead of guessing
+        raise LedgerKeyError(f"no verifier key: settings unusable ({e}); pass --vkey") from e
+    if not (kd / SIGNING_KEY_FILE).exists():
+        raise LedgerKeyError(
+            f"no verifier key: {kd / SIGNING_KEY_FILE} does not exist; pass --vkey (the "
+            "ledger's verifier key, obtained out of band), --keys-dir or --config. The key "
+            "stored in the database is never used: it is part of what is being verified"
+        )
+    return [load_signer(kd).vkey, *retired_vkeys(kd)], f"keys dir {kd}"
+
+
+def _witnesses(
+    urls: list[str] | None, vkeys: list[str] | None, config: Path | None
+) -> tuple[list[str], list[str]]:
+    """Witness URLs and cosignature keys: the options plus the gateway settings' witnesses."""
+    out_urls, out_vkeys = list(urls or ()), list(vkeys or ())
     try:
-        with engine.connect() as conn:
-            row = conn.execute(sa.text("SELECT vkey FROM ledger_sequencer WHERE id = 1")).first()
-    except sa.exc.SQLAlchemyError:
-        row = None
-    finally:
-        engine.dispose()
-    if row is not None:
-        return str(row[0]), "database record (not independent of the data checked)"
-    return None, "none"
+        for w in _settings(config).ledger.witnesses:
+            out_urls.append(w.url)
+            out_vkeys.append(w.vkey)
+    except Exception:  # no usable settings: the options alone
+        if config is not None:
+            raise
+    return list(dict.fromkeys(out_urls)), list(dict.fromkeys(out_vkeys))
+
+
+def _known_checkpoints(
+    files: list[Path] | None, witness_urls: list[str], origin: str
+) -> tuple[list[KnownCheckpoint], list[str]]:
+    known: list[KnownCheckpoint] = []
+    warnings: list[str] = []
+    for f in files or ():
+        try:
+            known.append(KnownCheckpoint(source=f"trusted checkpoint {f}", note=f.read_text()))
+        except (OSError, UnicodeDecodeError) as e:
+            raise LedgerKeyError(f"cannot read trusted checkpoint {f}: {e}") from e
+    for url in witness_urls:
+        try:
+            note = fetch_witnessed(url, origin)
+        except WitnessUnavailableError as e:
+            warnings.append(f"witness {url} not consulted: {e.message}")
+            continue
+        if note is None:
+            warnings.append(f"witness {url} has cosigned no checkpoint of {origin}")
+        else:
+            known.append(KnownCheckpoint(source=f"witness {url}", note=note))
+    return known, warnings
 
 
 @app.command()
@@ -124,31 +169,75 @@ def verify(
         typer.Option("--vkey", help="Verifier key name+keyid+base64 (repeat for rotated keys)."),
     ] = None,
     keys_dir: KeysOpt = None,
+    trusted_checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="A checkpoint note saved earlier (or from a receipt); the log must extend it.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    witness_url: Annotated[
+        list[str] | None,
+        typer.Option("--witness-url", help="Witness to ask for its latest cosigned checkpoint."),
+    ] = None,
+    witness_vkey: Annotated[
+        list[str] | None,
+        typer.Option("--witness-vkey", help="A witness's cosignature verifier key (repeat)."),
+    ] = None,
+    save_checkpoint: Annotated[
+        Path | None,
+        typer.Option("--save-checkpoint", help="If OK, save the latest checkpoint note here."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Recompute every leaf hash, node and root; check every signed checkpoint.
+    """Recompute every leaf hash, node, root and the subject index; check every checkpoint
+    with keys held outside the database, and that the log extends every checkpoint known
+    from outside it (saved, from receipts, from witnesses).
 
     Exits 0 only if everything holds; otherwise 1, naming the first bad index.
     """
     try:
         url = _db_url(db, config)
-        key, source = _resolve_vkey(vkey, keys_dir, config, url)
-        report = verify_url(read_only_url(url), vkey=key)
+        key, source = _resolve_vkey(vkey, keys_dir, config)
+        urls, wkeys = _witnesses(witness_url, witness_vkey, config)
+        origin = key[0].split("+", 1)[0]
+        known, warnings = _known_checkpoints(trusted_checkpoint, urls, origin)
+        report = verify_url(read_only_url(url), vkey=key, known=known, witness_vkeys=wkeys)
     except LedgerError as e:
         _fail(e.diagnostics(), as_json=as_json)
         return
+    if report.ok and save_checkpoint is not None:
+        _save_latest(url, key, save_checkpoint)
     if as_json:
         out = json.loads(report.to_json())
         out["vkey_source"] = source
+        out["warnings"] = warnings
         typer.echo(json.dumps(out, indent=2, sort_keys=True))
     else:
         typer.echo(report.summary())
-        if report.ok and not report.signatures_checked:
-            typer.echo("warning: no verifier key; checkpoint signatures were not checked")
+        for w in warnings:
+            typer.echo(f"warning: {w}", err=True)
         for p in report.problems[1:10] if not report.ok else []:
             where = f"index {p.index}" if p.index is not None else "ledger"
             typer.echo(f"  also at {where}: {p.kind}: {p.detail}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+def _save_latest(url: str, vkeys: list[str], path: Path) -> None:
+    """Write the latest stored checkpoint (just verified) for the next ``--trusted-checkpoint``."""
+    engine = create_ledger_engine(read_only_url(url))
+    try:
+        with engine.connect() as conn:
+            note = conn.execute(
+                sa.text("SELECT note FROM ledger_checkpoint ORDER BY size DESC LIMIT 1")
+            ).scalar()
+    finally:
+        engine.dispose()
+    if note is not None:
+        open_with_any([NoteVerifier.parse(v) for v in vkeys], str(note))
+        path.write_text(str(note))
 
 
 @app.command()

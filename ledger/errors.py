@@ -105,3 +105,20 @@ class CheckpointFormatError(VerificationError):
     """A checkpoint or signed note is malformed."""
 
     reason = "ledger.checkpoint_malformed"
+
+
+class WitnessUnavailableError(LedgerUnavailableError):
+    """A witness could not be reached or answered nonsense (retried in the next round)."""
+
+    reason = "ledger.witness_unavailable"
+
+
+class WitnessRefusedError(LedgerCorruptionError):
+    """A witness refused the checkpoint: it has cosigned a larger or a conflicting tree
+    (rollback or fork of the log), or the request was malformed (``status`` says which)."""
+
+    reason = "ledger.witness_refused"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status

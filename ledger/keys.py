@@ -14,6 +14,7 @@ import stat
 from pathlib import Path
 
 from ledger.checkpoint import NoteSigner
+from ledger.cosignature import Cosigner
 from ledger.errors import CheckpointFormatError, LedgerKeyError
 from ledger.pseudonym import SubjectKey
 
@@ -148,3 +149,24 @@ def rotate_signer(keys_dir: Path, *, name: str) -> NoteSigner:
     except OSError as e:
         raise LedgerKeyError(f"cannot install the new signing key: {e}") from e
     return fresh
+
+
+def load_or_create_cosigner(path: Path, *, name: str) -> Cosigner:
+    """Load a witness's cosignature/v1 key file, creating it (0600) on first start.
+
+    Raises:
+        LedgerKeyError: unsafe or malformed file, or a key for another name.
+    """
+    if not path.exists():
+        try:
+            fresh = Cosigner.generate(name)
+        except CheckpointFormatError as e:
+            raise LedgerKeyError(f"bad witness name: {e.message}") from e
+        _create_private(path, fresh.skey() + "\n")
+    try:
+        cosigner = Cosigner.from_skey(_read_private(path))
+    except CheckpointFormatError as e:
+        raise LedgerKeyError(f"malformed witness key {path}: {e.message}") from e
+    if cosigner.name != name:
+        raise LedgerKeyError(f"{path} cosigns as {cosigner.name!r}, not {name!r}")
+    return cosigner

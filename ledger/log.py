@@ -24,7 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -35,7 +35,12 @@ from sqlalchemy.engine import Engine
 from ledger import erasure, proofs, queries
 from ledger.checkpoint import NoteSigner, NoteVerifier, SignedCheckpoint
 from ledger.entry import Disclosure
-from ledger.errors import LedgerKeyError, LedgerUnavailableError
+from ledger.errors import (
+    InvalidArgumentError,
+    LedgerKeyError,
+    LedgerUnavailableError,
+    VerificationError,
+)
 from ledger.keys import load_or_create_signer, load_or_create_subject_key, retired_vkeys
 from ledger.pseudonym import Pseudonymizer, SubjectKey
 from ledger.queries import MAX_QUERY_LIMIT, Filters, StoredEntry
@@ -49,6 +54,8 @@ from ledger.storage import (
     sequencer_t,
     write_txn,
 )
+from ledger.witness.client import WitnessClient, WitnessConfig
+from ledger.witness.publisher import WitnessPublisher
 from ledger.writer import BatchWriter, Receipt
 
 __all__ = ["MAX_QUERY_LIMIT", "Ledger", "Receipt", "StoredEntry"]
@@ -86,6 +93,7 @@ class Ledger:
         self._sequencer = Sequencer(
             write=writer.write, pz=self._pz, max_batch=max_batch, max_pending=max_pending
         )
+        self.witness_publisher: WitnessPublisher | None = None
 
     @classmethod
     def open(
@@ -96,6 +104,9 @@ class Ledger:
         origin: str,
         max_batch: int = 1000,
         max_pending: int = 50_000,
+        witnesses: Sequence[WitnessConfig] = (),
+        witness_quorum: int = 1,
+        witness_interval_s: float = 1.0,
     ) -> Ledger:
         """Open (and on first start create) a ledger.
 
@@ -109,6 +120,10 @@ class Ledger:
             origin: Log origin, also the signing key's name.
             max_batch: At most this many entries per transaction.
             max_pending: Appends waiting beyond this many are refused with pushback.
+            witnesses: Witnesses to submit checkpoints to (c2sp.org/tlog-witness).
+            witness_quorum: Cosignatures that make a checkpoint published (k of n).
+            witness_interval_s: Pause between submission rounds (0: no background thread;
+                call ``witness_publisher.publish()``).
 
         Returns:
             An open ledger; call ``close`` when done.
@@ -117,8 +132,14 @@ class Ledger:
             LedgerUnavailableError: storage cannot be reached or initialised.
             LedgerKeyError: a key file is unsafe or malformed, or the database was created
                 with other keys or another origin.
-            InvalidArgumentError: bad URL or limits.
+            InvalidArgumentError: bad URL, limits or witness settings.
         """
+        if witnesses and not 1 <= witness_quorum <= len(witnesses):
+            raise InvalidArgumentError(f"witness quorum must be in 1..{len(witnesses)}")
+        try:
+            clients = [WitnessClient(config=w) for w in witnesses]
+        except VerificationError as e:
+            raise InvalidArgumentError(f"bad witness verifier key: {e.message}") from e
         signer = load_or_create_signer(Path(keys_dir), name=origin)
         subject_key = load_or_create_subject_key(Path(keys_dir))
         retired = retired_vkeys(Path(keys_dir))
@@ -129,7 +150,7 @@ class Ledger:
         except BaseException:
             engine.dispose()
             raise
-        return cls(
+        led = cls(
             engine=engine,
             signer=signer,
             subject_key=subject_key,
@@ -137,11 +158,32 @@ class Ledger:
             max_pending=max_pending,
             retired_vkeys=retired,
         )
+        if clients:
+            try:
+                led._start_witnessing(clients, witness_quorum, witness_interval_s)
+            except BaseException:
+                led.close()
+                raise
+        return led
+
+    def _start_witnessing(
+        self, clients: list[WitnessClient], quorum: int, interval_s: float
+    ) -> None:
+        known = read_txn(self._engine, proofs.cosigned_sizes)
+        for c in clients:
+            c.known_size = known.get(c.name)
+        self.witness_publisher = WitnessPublisher(
+            ledger=self, witnesses=clients, quorum=quorum, interval_s=interval_s
+        )
+        if interval_s > 0:
+            self.witness_publisher.start()
 
     # -- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
         """Finish queued appends, stop the writer and release connections. Idempotent."""
+        if self.witness_publisher is not None:
+            self.witness_publisher.stop()
         self._sequencer.close()
         self._engine.dispose()
 
@@ -221,6 +263,27 @@ class Ledger:
             LedgerUnavailableError: storage failed.
         """
         return read_txn(self._engine, lambda c: proofs.latest_checkpoint(c, self._verifiers))
+
+    def add_cosignatures(self, size: int, lines: Mapping[str, str]) -> None:
+        """Store witnesses' cosignature lines (by witness name) on the checkpoint of ``size``.
+
+        Raises:
+            LedgerUnavailableError: storage failed.
+        """
+        with write_txn(self._engine) as conn:
+            proofs.add_cosignatures(conn, size, lines)
+
+    def cosigned_checkpoint(self, quorum: int = 1) -> SignedCheckpoint | None:
+        """The latest checkpoint with at least ``quorum`` stored cosignatures (its note
+        carries them), or None. Check the cosignatures with the witnesses' keys.
+
+        Raises:
+            LedgerCorruptionError: its log signature does not verify.
+            LedgerUnavailableError: storage failed.
+        """
+        return read_txn(
+            self._engine, lambda c: proofs.cosigned_checkpoint(c, self._verifiers, quorum)
+        )
 
     # -- reads and proofs ----------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from ledger.errors import (
     ProofRangeError,
     VerificationError,
 )
-from ledger.storage import checkpoint_t, entry_t
+from ledger.storage import checkpoint_t, cosignature_t, entry_t
 from ledger.verify import verify_consistency
 
 _T = TypeVar("_T")
@@ -209,3 +209,66 @@ def sign_checkpoint(
         )
     )
     return signed
+
+
+def add_cosignatures(conn: Connection, size: int, lines: Mapping[str, str]) -> None:
+    """Insert cosignature lines by witness name for the checkpoint of ``size`` (a line
+    already stored for that witness and size is kept)."""
+    have = {
+        str(r[0])
+        for r in conn.execute(
+            sa.select(cosignature_t.c.witness).where(cosignature_t.c.size == size)
+        )
+    }
+    now = time.time_ns() // 1000
+    rows = [
+        {"size": size, "witness": w, "line": line, "created_us": now}
+        for w, line in lines.items()
+        if w not in have
+    ]
+    if rows:
+        conn.execute(cosignature_t.insert(), rows)
+
+
+def cosigned_sizes(conn: Connection) -> dict[str, int]:
+    """The largest checkpoint size each witness cosigned, by witness name."""
+    rows = conn.execute(
+        sa.select(cosignature_t.c.witness, sa.func.max(cosignature_t.c.size)).group_by(
+            cosignature_t.c.witness
+        )
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+def cosigned_checkpoint(
+    conn: Connection, verifiers: Sequence[NoteVerifier], quorum: int
+) -> SignedCheckpoint | None:
+    """The latest stored checkpoint with at least ``quorum`` cosignature rows, its note
+    carrying them (log signature verified; cosignatures are for the reader to check).
+
+    Raises:
+        LedgerCorruptionError: its log signature does not verify.
+    """
+    size = conn.execute(
+        sa.select(cosignature_t.c.size)
+        .group_by(cosignature_t.c.size)
+        .having(sa.func.count() >= quorum)
+        .order_by(cosignature_t.c.size.desc())
+        .limit(1)
+    ).scalar()
+    if size is None:
+        return None
+    note = conn.execute(sa.select(checkpoint_t.c.note).where(checkpoint_t.c.size == size)).scalar()
+    if note is None:
+        raise LedgerCorruptionError(f"cosignatures on size {size} but no such checkpoint")
+    lines = conn.execute(
+        sa.select(cosignature_t.c.line)
+        .where(cosignature_t.c.size == size)
+        .order_by(cosignature_t.c.witness)
+    ).scalars()
+    full = str(note) + "".join(f"{line}\n" for line in lines)
+    try:
+        cp = Checkpoint.parse(open_with_any(verifiers, full))
+    except VerificationError as e:
+        raise LedgerCorruptionError(f"cosigned checkpoint does not verify: {e}") from e
+    return SignedCheckpoint(origin=cp.origin, size=cp.size, root=cp.root, note=full)

@@ -9,7 +9,8 @@ Tables (all prefixed ``ledger_``, since the gateway's registry shares the databa
   for queries (``ledger verify`` checks the copies against the bytes).
 * ``ledger_node``: hash of every completed perfect subtree of level >= 1 (level 0 are the
   entries' leaf hashes), written in the same transaction as the leaves that complete it.
-* ``ledger_checkpoint``: every signed checkpoint.
+* ``ledger_checkpoint``: every signed checkpoint (one per append transaction).
+* ``ledger_cosignature``: witnesses' cosignatures on checkpoints (c2sp.org/tlog-cosignature).
 * ``ledger_subject_index``: pseudonym -> entry index.
 * ``ledger_subject_salt``: per-subject salts keyed by a keyed hash of the subject id. The one
   table that allows DELETE: deleting a salt is how a subject is forgotten (§五.(三)); no entry
@@ -99,6 +100,20 @@ class CheckpointRow(SQLModel, table=True):
     created_us: int = Field(sa_type=sa.BigInteger)
 
 
+class CosignatureRow(SQLModel, table=True):
+    """A witness's cosignature line on the checkpoint of ``size`` (tlog-cosignature/v1)."""
+
+    __tablename__ = "ledger_cosignature"
+    metadata = _metadata
+
+    size: int = Field(
+        primary_key=True, sa_type=sa.BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    witness: str = Field(primary_key=True, sa_type=sa.String(255))
+    line: str = Field(sa_type=sa.Text)
+    created_us: int = Field(sa_type=sa.BigInteger)
+
+
 class SubjectIndexRow(SQLModel, table=True):
     """Pseudonym -> entry index; ``excluded`` when the subject was left out of the share."""
 
@@ -127,6 +142,7 @@ entry_t: sa.Table = EntryRow.__table__  # type: ignore[attr-defined]
 node_t: sa.Table = NodeRow.__table__  # type: ignore[attr-defined]
 checkpoint_t: sa.Table = CheckpointRow.__table__  # type: ignore[attr-defined]
 subject_index_t: sa.Table = SubjectIndexRow.__table__  # type: ignore[attr-defined]
+cosignature_t: sa.Table = CosignatureRow.__table__  # type: ignore[attr-defined]
 salt_t: sa.Table = SubjectSaltRow.__table__  # type: ignore[attr-defined]
 
 APPEND_ONLY_TABLES = (
@@ -135,6 +151,7 @@ APPEND_ONLY_TABLES = (
     "ledger_node",
     "ledger_checkpoint",
     "ledger_subject_index",
+    "ledger_cosignature",
 )
 SALT_TABLE = "ledger_subject_salt"
 ALL_TABLES = (*APPEND_ONLY_TABLES, SALT_TABLE)

@@ -47,6 +47,7 @@ from gateway.cli import certs as _certs  # noqa: E402
 from gateway.cli import db as _db  # noqa: E402
 from gateway.cli import policy as _policy  # noqa: E402
 from ledger import cli as _ledger  # noqa: E402
+from ledger.witness import cli as _witness  # noqa: E402
 
 app.add_typer(_policy.app, name="policy", help="Policy bundle: tests, revision, evaluation.")
 app.add_typer(_ledger.app, name="ledger", help="Audit ledger: verification and checkpoints.")
@@ -57,6 +58,7 @@ app.add_typer(
 )
 app.add_typer(_certs.app, name="certs", help="Dev CA, client certificates and bearer tokens.")
 app.add_typer(_db.app, name="db", help="Database schema: migrations (Alembic).")
+app.add_typer(_witness.app, name="witness", help="Checkpoint witness (c2sp.org/tlog-witness).")
 
 
 def main() -> None:
