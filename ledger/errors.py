@@ -115,10 +115,11 @@ class WitnessUnavailableError(LedgerUnavailableError):
 
 class WitnessRefusedError(LedgerCorruptionError):
     """A witness refused the checkpoint: it has cosigned a larger or a conflicting tree
-    (rollback or fork of the log), or the request was malformed (``status`` says which)."""
+    (rollback or fork of the log), or the request was malformed (``status``: the witness's
+    HTTP status, 0 when refused before asking)."""
 
     reason = "ledger.witness_refused"
 
-    def __init__(self, message: str, *, status: int) -> None:
+    def __init__(self, message: str, *, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
