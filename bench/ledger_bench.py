@@ -14,6 +14,10 @@ Measured, per backend (SQLite file in a temp dir; PostgreSQL in a throwaway data
 * ``append_bulk_per_s``: ``Ledger.append(list of 1,000)`` from one caller.
 Medians of ``--runs`` runs (default 3). Then, on SQLite: build a large ledger through
 ``append``, time inclusion proofs at that size and one full ``verify_storage``.
+
+``--compare-signing`` measures what signing a checkpoint in every append transaction costs
+(ADR 0008): ``append_async`` and concurrent ``append`` rates with the ledger's writer and with
+the same writer signing nothing, alternating runs on one database (before/after in one run).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ledger import Disclosure, Ledger
+from ledger.checkpoint import Checkpoint, NoteSigner
 from ledger.fsck import verify_storage
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ledger.json"
@@ -160,6 +165,59 @@ def append_bulk_rate(led: Ledger, total: int, batch: int = 1000) -> float:
     for _ in range(total // batch):
         led.append(ds)
     return (total // batch) * batch / (time.perf_counter() - t0)
+
+
+def bench_signing(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Append rates with and without the per-transaction checkpoint signature, alternated."""
+    from ledger.writer import BatchWriter
+
+    out: dict[str, Any] = {}
+    with (
+        _database(backend, tmp, args.pg_admin_url) as url,
+        Ledger.open(
+            url, keys_dir=tmp / "keys", origin="bench.local/ledger", max_batch=args.max_batch
+        ) as led,
+    ):
+        signing = led._sequencer.write
+        unsigned = BatchWriter(
+            engine=led.engine, pz=led._pz, signer=None, verifiers=led._verifiers
+        ).write
+        batches: list[int] = []
+
+        def counting(items: list[Any]) -> Any:
+            batches.append(len(items))
+            return signing(items)
+
+        for name, rate in (
+            ("append_async_per_s", append_async_rate),
+            ("append_concurrent_per_s", append_concurrent_rate),
+        ):
+            runs: dict[str, list[float]] = {"signed": [], "unsigned": []}
+            for _ in range(args.runs):
+                for label, write in (("unsigned", unsigned), ("signed", counting)):
+                    led._sequencer.write = write
+                    runs[label].append(rate(led, args.appends, args.threads))
+            led._sequencer.write = signing
+            med = {k: statistics.median(v) for k, v in runs.items()}
+            out[name] = {
+                k: {"median": round(med[k]), "runs": [round(v) for v in vs]}
+                for k, vs in runs.items()
+            }
+            out[name]["cost_pct"] = round(100 * (1 - med["signed"] / med["unsigned"]), 1)
+        out["entries_per_signed_batch_mean"] = round(statistics.mean(batches), 1)
+    # The signature itself, away from I/O noise: one per append transaction.
+    signer = NoteSigner.generate("bench.local/ledger")
+    cp = Checkpoint(origin=signer.name, size=123_456, root=os.urandom(32))
+    per_call = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(2000):
+            signer.sign_checkpoint(cp)
+        per_call.append((time.perf_counter() - t0) / 2000 * 1e6)
+    out["sign_checkpoint_us_median"] = round(statistics.median(per_call), 1)
+    out["threads"] = args.threads
+    out["entries_per_run"] = args.appends
+    return out
 
 
 def _median(fn: Callable[[], float], runs: int) -> dict[str, Any]:
@@ -288,6 +346,11 @@ def main() -> None:
     p.add_argument("--backends", default="sqlite,postgres")
     p.add_argument("--pg-admin-url", default=PG_ADMIN)
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument(
+        "--compare-signing",
+        action="store_true",
+        help="only measure appends with vs without the per-commit checkpoint signature",
+    )
     args = p.parse_args()
     if args.quick:
         args.runs, args.appends, args.size, args.proofs = 1, 5_000, 50_000, 300
@@ -302,6 +365,17 @@ def main() -> None:
         },
         "backends": {},
     }
+    if args.compare_signing:
+        res["command"] += " --compare-signing"
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-") as d:
+            for backend in args.backends.split(","):
+                print(f"[{backend}] signing cost ...", flush=True)
+                res["backends"][backend] = bench_signing(backend, args, Path(d))
+                print(json.dumps(res["backends"][backend]), flush=True)
+        out = args.output.with_name("ledger_signing.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        return
     with tempfile.TemporaryDirectory(prefix="ledger-bench-") as d:
         tmp = Path(d)
         for backend in args.backends.split(","):

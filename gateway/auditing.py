@@ -13,12 +13,13 @@ Invariants:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ledger import Ledger, SignedCheckpoint, StoredEntry, VerificationError, open_checkpoint
+from ledger.cosignature import CosignatureVerifier, split_note, verified_cosigners
 from ledger.entry import decode_entry
 from ledger.errors import LedgerCorruptionError
 from ledger.log import MAX_QUERY_LIMIT
@@ -165,11 +166,17 @@ class ProvenEntry:
 
 
 def covering_checkpoint(ledger: Ledger, min_size: int = 0) -> SignedCheckpoint:
-    """The latest signed checkpoint if it covers ``min_size`` entries, else a newly signed one.
+    """The latest checkpoint published by the witnesses (k cosignatures in its note) if it
+    covers ``min_size`` entries, else the latest signed checkpoint if it does, else a newly
+    signed one.
 
     Raises:
         LedgerCorruptionError: no checkpoint covers ``min_size`` even after signing.
     """
+    if ledger.witness_publisher is not None:
+        published = ledger.cosigned_checkpoint(ledger.witness_publisher.quorum)
+        if published is not None and published.size >= max(min_size, 1):
+            return published
     cp = ledger.latest_checkpoint()
     if cp is None or cp.size < max(min_size, 1):
         cp = ledger.checkpoint()
@@ -221,14 +228,22 @@ class VerifiedReceipt:
     entry: dict[str, Any]
 
 
-def verify_receipt(doc: Mapping[str, Any], vkey: str) -> VerifiedReceipt:
-    """Verify a saved receipt offline with only the ledger's verifier key.
+def verify_receipt(
+    doc: Mapping[str, Any],
+    vkey: str,
+    *,
+    witness_vkeys: Sequence[str] = (),
+    quorum: int = 0,
+) -> VerifiedReceipt:
+    """Verify a saved receipt offline with only the ledger's verifier key (and, to require
+    that its checkpoint was published, the witnesses' keys).
 
     Steps: (1) the checkpoint's signature verifies with ``vkey`` (C2SP signed note) and its
-    origin is the key's name; (2) the leaf hash is recomputed from the entry bytes (RFC 9162
-    §2.1.1) and matches the stated one; (3) the entry states the same index; (4) the
-    inclusion proof leads from that leaf to the checkpoint's root at the checkpoint's size
-    (RFC 9162 §2.1.3.2).
+    origin is the key's name; (1b) at least ``quorum`` of the witnesses ``witness_vkeys``
+    cosigned it (c2sp.org/tlog-cosignature; a bad cosignature by one of them fails); (2) the
+    leaf hash is recomputed from the entry bytes (RFC 9162 §2.1.1) and matches the stated one;
+    (3) the entry states the same index; (4) the inclusion proof leads from that leaf to the
+    checkpoint's root at the checkpoint's size (RFC 9162 §2.1.3.2).
 
     Raises:
         VerificationError: any step fails or the document is malformed.
@@ -245,6 +260,18 @@ def verify_receipt(doc: Mapping[str, Any], vkey: str) -> VerifiedReceipt:
     except (KeyError, TypeError, ValueError) as e:
         raise VerificationError(f"malformed receipt: {type(e).__name__}: {e}") from e
     cp = open_checkpoint(note, vkey)  # (1)
+    if quorum or witness_vkeys:  # (1b)
+        try:
+            witnesses = [CosignatureVerifier.parse(w) for w in witness_vkeys]
+            body, lines = split_note(note)
+            cosigners = verified_cosigners(body, lines, witnesses)
+        except VerificationError as e:
+            raise VerificationError(f"receipt checkpoint cosignatures: {e.message}") from e
+        if len(cosigners) < quorum:
+            raise VerificationError(
+                f"receipt checkpoint has {len(cosigners)} of the {quorum} witness "
+                "cosignature(s) required"
+            )
     if cp.size != tree_size:
         raise VerificationError(f"receipt tree size {tree_size} is not the checkpoint's {cp.size}")
     leaf = leaf_hash(data)  # (2)

@@ -76,7 +76,8 @@ class BatchWriter:
     Args:
         engine: The ledger database.
         pz: Subject pseudonymizer (the ledger's subject key).
-        signer: Checkpoint signing key; its name is the origin.
+        signer: Checkpoint signing key; its name is the origin. None signs nothing: only
+            for measuring what signing costs (``bench/ledger_bench.py --compare-signing``).
         verifiers: Keys stored checkpoints may be signed with (current and retired).
     """
 
@@ -85,7 +86,7 @@ class BatchWriter:
         *,
         engine: Engine,
         pz: Pseudonymizer,
-        signer: NoteSigner,
+        signer: NoteSigner | None,
         verifiers: Sequence[NoteVerifier],
     ) -> None:
         self._engine = engine
@@ -217,17 +218,21 @@ class BatchWriter:
             self._insert_rows(cur, self._sql_insert_node, nodes)
             self._insert_rows(cur, self._sql_insert_index, index_rows)
             new_size = size + len(items)
-            signed = self._signer.sign_checkpoint(
-                Checkpoint(origin=self._signer.name, size=new_size, root=frontier.root())
-            )
-            cur.execute(
-                self._sql_insert_checkpoint,
-                (new_size, signed.root, signed.note, time.time_ns() // 1000),
-            )
+            signed = None
+            if self._signer is not None:
+                signed = self._signer.sign_checkpoint(
+                    Checkpoint(origin=self._signer.name, size=new_size, root=frontier.root())
+                )
+                cur.execute(
+                    self._sql_insert_checkpoint,
+                    (new_size, signed.root, signed.note, time.time_ns() // 1000),
+                )
             # Commit happens when the block exits; the frontier is kept only after it.
             self._frontier = None
         self._frontier = frontier
         self._signed_size = max(self._signed_size, new_size)
+        if signed is None:
+            signed = SignedCheckpoint(origin="", size=new_size, root=frontier.root(), note="")
         return [
             Receipt(index=r[0], leaf_hash=r[1], payload_digest=r[2], checkpoint=signed)
             for r in receipts

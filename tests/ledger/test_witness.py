@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
+import stat
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,9 @@ from ledger import Disclosure, Ledger
 from ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
 from ledger.cli import app
 from ledger.cosignature import Cosigner, split_note
+from ledger.errors import WitnessRefusedError
 from ledger.merkle import EMPTY_ROOT
-from ledger.witness.client import WitnessConfig, fetch_witnessed
+from ledger.witness.client import WitnessClient, WitnessConfig, fetch_witnessed
 from ledger.witness.http import create_witness_server, serve_in_thread
 from ledger.witness.service import SIZE_CONTENT_TYPE, Witness, WitnessStore
 from tests.ledger.conftest import ORIGIN
@@ -233,3 +238,63 @@ def test_verify_fails_on_a_forged_stored_cosignature(
     out = _verify(db_url, keys_dir, witness_url)
     assert out["exit_code"] == 1, out
     assert any(p["table"] == "ledger_cosignature" for p in out["problems"]), out
+
+
+def test_witness_serve_process_cosigns_and_keeps_its_state_across_restarts(
+    tmp_path: Path, ledger: Ledger, disclosure: Factory
+) -> None:
+    """`share-gateway witness serve` is a process of its own (own key, own store): it cosigns,
+    stops on SIGTERM, and after a restart still refuses to go back to a smaller tree."""
+    exe = Path(sys.executable).parent / "share-gateway"
+    data = tmp_path / "w"
+
+    def start() -> tuple[subprocess.Popen[str], str, str]:
+        proc = subprocess.Popen(
+            [
+                str(exe),
+                "witness",
+                "serve",
+                "--data-dir",
+                str(data),
+                "--name",
+                "w.test/proc",
+                "--listen",
+                "127.0.0.1:0",
+                "--log",
+                ledger.verifier_key,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        url = proc.stderr.readline().strip().rsplit(" ", 1)[1]
+        vkey = proc.stderr.readline().strip().rsplit(" ", 1)[1]
+        return proc, url, vkey
+
+    ledger.append([disclosure(i) for i in range(4)])
+    cp4 = ledger.latest_checkpoint()
+    assert cp4 is not None
+    proc, url, vkey = start()
+    try:
+        client = WitnessClient(config=WitnessConfig(url=url, vkey=vkey))
+        client.add_checkpoint(cp4, ledger.consistency_proof)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    assert stat.S_IMODE((data / "witness.key").stat().st_mode) == 0o600
+    proc, url, vkey2 = start()
+    try:
+        assert vkey2 == vkey  # its own key, kept in its data dir
+        ledger.append([disclosure(4)])
+        cp5 = ledger.latest_checkpoint()
+        assert cp5 is not None
+        fresh = WitnessClient(config=WitnessConfig(url=url, vkey=vkey))  # knows no size
+        fresh.add_checkpoint(cp5, ledger.consistency_proof)  # 409 -> proof from 4 -> 200
+        assert fresh.known_size == 5
+        with pytest.raises(WitnessRefusedError):
+            WitnessClient(config=WitnessConfig(url=url, vkey=vkey)).add_checkpoint(
+                cp4, ledger.consistency_proof
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)

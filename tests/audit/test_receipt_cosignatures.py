@@ -1,0 +1,69 @@
+"""Receipts of a witnessed ledger carry the published checkpoint and its cosignatures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.auditing import prove_entry, receipt_document, verify_receipt
+from ledger import Ledger, VerificationError
+from ledger.checkpoint import NoteVerifier
+from ledger.cosignature import Cosigner
+from ledger.witness.client import WitnessConfig
+from ledger.witness.http import create_witness_server, serve_in_thread
+from ledger.witness.service import Witness, WitnessStore
+from tests.ledger.conftest import ORIGIN, make_disclosure
+
+
+@pytest.fixture
+def witnessed(tmp_path: Path) -> Iterator[tuple[Ledger, str]]:
+    """A SQLite ledger with one in-process witness (k = 1) that has cosigned 3 entries."""
+    url = f"sqlite:///{tmp_path / 'led.db'}"
+    with Ledger.open(url, keys_dir=tmp_path / "keys", origin=ORIGIN) as plain:
+        vkey = plain.verifier_key
+    w = Witness(
+        cosigner=Cosigner.generate("witness.test/w1"),
+        logs={ORIGIN: [NoteVerifier.parse(vkey)]},
+        store=WitnessStore(tmp_path / "w1.db"),
+    )
+    server, port = create_witness_server("127.0.0.1:0", w)
+    serve_in_thread(server)
+    config = WitnessConfig(url=f"http://127.0.0.1:{port}", vkey=w.cosigner.vkey)
+    led = Ledger.open(
+        url, keys_dir=tmp_path / "keys", origin=ORIGIN, witnesses=[config], witness_interval_s=0
+    )
+    led.append([make_disclosure(i) for i in range(3)])
+    assert led.witness_publisher is not None and led.witness_publisher.publish().published
+    yield led, w.cosigner.vkey
+    led.close()
+    server.shutdown()
+
+
+def test_receipt_checkpoint_is_the_published_one_and_its_cosignature_verifies(
+    witnessed: tuple[Ledger, str],
+) -> None:
+    """The receipt's checkpoint carries the witness's cosignature; k = 1 verifies offline."""
+    led, wkey = witnessed
+    doc = receipt_document(prove_entry(led, 1))
+    assert wkey.split("+")[0] in doc["checkpoint"]
+    verified = verify_receipt(doc, led.verifier_key, witness_vkeys=[wkey], quorum=1)
+    assert verified.tree_size == 3
+
+
+def test_receipt_without_enough_cosignatures_fails_the_quorum(
+    witnessed: tuple[Ledger, str],
+) -> None:
+    """Requiring two witnesses when one cosigned fails; a forged cosignature line fails."""
+    led, wkey = witnessed
+    doc = receipt_document(prove_entry(led, 1))
+    other = Cosigner.generate("witness.test/w2").vkey
+    with pytest.raises(VerificationError, match="1 of the 2"):
+        verify_receipt(doc, led.verifier_key, witness_vkeys=[wkey, other], quorum=2)
+    note = str(doc["checkpoint"])
+    line = note.rstrip("\n").rsplit("\n", 1)[1]
+    forged = line[:-6] + ("AAAAA=" if not line.endswith("AAAAA=") else "BBBBB=")
+    doc["checkpoint"] = note.replace(line, forged)
+    with pytest.raises(VerificationError):
+        verify_receipt(doc, led.verifier_key, witness_vkeys=[wkey], quorum=1)
