@@ -16,7 +16,7 @@ Medians of ``--runs`` runs (default 3). Then, on SQLite: build a large ledger th
 ``append``, time inclusion proofs at that size and one full ``verify_storage``.
 
 ``--compare-signing`` measures what signing a checkpoint in every append transaction costs
-(ADR 0008): ``append_async`` and concurrent ``append`` rates with the ledger's writer and with
+(ADR 0010): ``append_async`` and concurrent ``append`` rates with the ledger's writer and with
 the same writer signing nothing, alternating runs on one database (before/after in one run).
 """
 

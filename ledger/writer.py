@@ -3,7 +3,7 @@
 Under the writer lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL the ``ledger_sequencer`` row
 ``FOR UPDATE``) the writer reads the size, assigns the next indexes, creates missing salts,
 inserts entries, completed Merkle nodes and subject-index rows, and signs and stores the
-checkpoint of the new tree (ADR 0006: one Ed25519 signature per batch). It returns receipts,
+checkpoint of the new tree (ADR 0010: one Ed25519 signature per batch). It returns receipts,
 each carrying that checkpoint, only after COMMIT returned; a failure raises ``LedgerError``
 and nothing of the batch is kept. So no acknowledged entry is ever in an unsigned tail.
 

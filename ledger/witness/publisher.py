@@ -1,6 +1,6 @@
 """Submitting the log's checkpoints to its witnesses, in the background.
 
-Witness latency never blocks an append: appends sign their own checkpoints (ADR 0006); this
+Witness latency never blocks an append: appends sign their own checkpoints (ADR 0010); this
 thread wakes every ``interval_s``, submits the latest checkpoint to every witness at once,
 and stores each cosignature it gets (``ledger_cosignature``). A checkpoint is *published*
 once ``quorum`` witnesses cosigned it. A witness that refuses (it has cosigned a larger or a
