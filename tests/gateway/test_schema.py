@@ -18,6 +18,7 @@ from gateway.errors import UnavailableError
 from gateway.registry import Registry
 from gateway.schema import (
     VERSION_TABLE,
+    head_revision,
     new_revision,
     provision_postgres,
     role_grants,
@@ -79,7 +80,7 @@ def test_upgrade_adopts_a_database_the_stores_created(tmp_path: Path, sqlite_url
     """Tables created before migrations existed are kept and the database is stamped."""
     Ledger.open(sqlite_url, keys_dir=tmp_path / "keys", origin="test.example/ledger").close()
     Registry.open(sqlite_url).close()
-    assert upgrade(sqlite_url) == "0001"
+    assert upgrade(sqlite_url) == head_revision()
     assert _drift(sqlite_url) == []
 
 
@@ -165,7 +166,7 @@ def test_db_upgrade_is_one_command(sqlite_url: str) -> None:
     """``share-gateway db upgrade --url URL`` migrates and names the revision."""
     result = CliRunner().invoke(app, ["db", "upgrade", "--url", sqlite_url])
     assert result.exit_code == 0, result.output
-    assert "0001" in result.output and _drift(sqlite_url) == []
+    assert head_revision() in result.output and _drift(sqlite_url) == []
 
 
 @pytest.mark.postgres
@@ -196,13 +197,16 @@ def test_db_revision_writes_the_migration_a_new_table_needs(
     monkeypatch.setattr("gateway.schema.target_metadata", lambda: with_extra)
     versions = tmp_path / "versions"
     versions.mkdir()
+    following = f"{int(head_revision()) + 1:04d}"
     path = new_revision("registry added later", versions_dir=versions)
     text = path.read_text(encoding="utf-8")
-    assert path.name.startswith("0002_") and "create_table" in text and "sqlmodel" not in text
+    assert (
+        path.name.startswith(f"{following}_") and "create_table" in text and "sqlmodel" not in text
+    )
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     upgrade(url)  # the shipped head, without the new revision
     monkeypatch.setattr("gateway.schema._VERSION_LOCATIONS", str(versions))
-    assert upgrade(url) == "0002"
+    assert upgrade(url) == following
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), with_extra)
