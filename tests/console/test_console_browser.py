@@ -93,9 +93,12 @@ def test_auditor_logs_in_and_sees_the_overview(browser: Any, rig: Rig) -> None:
     login(browser, rig.url, rig.service_token)
     assert "not a valid auditor token" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
     shot(browser, "login")
+    before = rig.gw.gateway.ledger.size
     login(browser, rig.url, rig.auditor_token)
-    size = browser.find_element(By.ID, "ledger-size").text
-    assert int(size) == rig.gw.gateway.ledger.size
+    size = int(browser.find_element(By.ID, "ledger-size").text)
+    # Refused calls without an identity are counted and flushed to the ledger in the
+    # background (RefusalCounter), so the size may grow while the page loads.
+    assert before <= size <= rig.gw.gateway.ledger.size
     revision = browser.find_element(By.ID, "policy-revision").text
     assert revision == rig.gw.gateway.engine.revision
     shot(browser, "overview")
