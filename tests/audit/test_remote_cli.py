@@ -272,3 +272,30 @@ def test_remote_auditor_with_a_bearer_token(tmp_path: Path) -> None:
         assert res.exit_code == 0 and stdout(res).startswith("OK: "), res.output
         res = runner.invoke(app, ["audit", "query", "--token", "not-a-token", *base])
         assert res.exit_code == 2 and "UNAUTHENTICATED" in res.stderr
+
+
+def test_saved_checkpoint_is_a_trusted_checkpoint_for_ledger_verify(
+    gw: RunningGateway, tmp_path: Path
+) -> None:
+    """One file format: the auditor's saved note is a `ledger verify --trusted-checkpoint`;
+    a forged one (same key, another root) fails that verify."""
+    assert runner.invoke(app, ["audit", "checkpoint", *remote_args(gw, tmp_path)]).exit_code == 0
+    (saved,) = (tmp_path / "checkpoints").glob("*.checkpoint")
+    share(gw)
+    res = runner.invoke(
+        app, ["ledger", "verify", *local_args(gw), "--trusted-checkpoint", str(saved)]
+    )
+    assert res.exit_code == 0, res.output
+
+    from ledger.keys import load_signer
+
+    cp = open_checkpoint(saved.read_text(), gw.gateway.ledger.verifier_key)
+    signer = load_signer(gw.gateway.settings.data_dir / "keys")
+    forged = tmp_path / "forged.checkpoint"
+    forged.write_text(
+        signer.sign_checkpoint(Checkpoint(origin=cp.origin, size=cp.size, root=bytes(32))).note
+    )
+    res = runner.invoke(
+        app, ["ledger", "verify", *local_args(gw), "--trusted-checkpoint", str(forged)]
+    )
+    assert res.exit_code == 1, res.output
