@@ -158,6 +158,33 @@ def latest_checkpoint(
     return SignedCheckpoint(origin=cp.origin, size=cp.size, root=cp.root, note=row[0])
 
 
+def check_extends(cp: Checkpoint, size: int, root: bytes, read: merkle.NodeReader) -> None:
+    """Check that the stored tree of ``size`` entries with ``root`` extends checkpoint ``cp``
+    (same root at the same size, else an RFC 9162 consistency proof built from ``read``).
+
+    Raises:
+        InconsistentCheckpointError: it does not (truncated, rewritten, or forged).
+    """
+    if cp.size > size:
+        raise InconsistentCheckpointError(
+            f"the log has {size} entries but a signed checkpoint covers {cp.size}"
+        )
+    try:
+        if cp.size == size:
+            if cp.root != root:
+                raise VerificationError(f"root at size {size} differs from the signed one")
+        elif cp.size == 0:
+            if cp.root != merkle.EMPTY_ROOT:
+                raise VerificationError("empty checkpoint with a non-empty root")
+        else:
+            proof = merkle.consistency_proof(cp.size, size, read)
+            verify_consistency(cp.size, size, cp.root, root, proof)
+    except (LookupError, VerificationError) as e:
+        raise InconsistentCheckpointError(
+            f"tree of size {size} does not extend the checkpoint of size {cp.size}: {e}"
+        ) from e
+
+
 def sign_checkpoint(
     conn: Connection, signer: NoteSigner, verifiers: Sequence[NoteVerifier]
 ) -> SignedCheckpoint:
@@ -181,27 +208,9 @@ def sign_checkpoint(
     except LookupError as e:
         raise LedgerCorruptionError(f"cannot compute root: {e}") from e
     if latest is not None:
-        if latest.size > size:
-            raise InconsistentCheckpointError(
-                f"tree has {size} entries but checkpoint covers {latest.size}"
-            )
+        check_extends(latest.checkpoint, size, new_root, read)
         if latest.size == size:
-            if latest.root != new_root:
-                raise InconsistentCheckpointError(
-                    f"root at size {size} differs from the signed checkpoint"
-                )
             return latest
-        try:
-            if latest.size == 0:
-                if latest.root != merkle.EMPTY_ROOT:
-                    raise VerificationError("empty checkpoint with a non-empty root")
-            else:
-                proof = merkle.consistency_proof(latest.size, size, read)
-                verify_consistency(latest.size, size, latest.root, new_root, proof)
-        except (LookupError, VerificationError) as e:
-            raise InconsistentCheckpointError(
-                f"tree of size {size} is not consistent with checkpoint {latest.size}: {e}"
-            ) from e
     signed = signer.sign_checkpoint(Checkpoint(origin=signer.name, size=size, root=new_root))
     conn.execute(
         checkpoint_t.insert().values(

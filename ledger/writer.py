@@ -39,11 +39,10 @@ from ledger.errors import (
     LedgerUnavailableError,
     VerificationError,
 )
-from ledger.proofs import raw_node_reader
+from ledger.proofs import check_extends, raw_node_reader
 from ledger.pseudonym import SALT_SIZE, Pseudonymizer
 from ledger.queries import IN_CHUNK
 from ledger.storage import chunked, describe_db_error, is_sqlite
-from ledger.verify import verify_consistency
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -258,21 +257,9 @@ class BatchWriter:
             cp = Checkpoint.parse(open_with_any(self._verifiers, str(row[1])))
         except VerificationError as e:
             raise LedgerCorruptionError(f"latest stored checkpoint does not verify: {e}") from e
-        if cp.size != int(row[0]) or cp.size > size:
-            raise InconsistentCheckpointError(
-                f"the log has {size} entries but its latest checkpoint covers {cp.size}"
-            )
-        try:
-            if cp.size == size:
-                if cp.root != frontier.root():
-                    raise VerificationError(f"root at size {size} differs")
-            elif cp.size > 0:
-                proof = merkle.consistency_proof(cp.size, size, read)
-                verify_consistency(cp.size, size, cp.root, frontier.root(), proof)
-        except (LookupError, VerificationError) as e:
-            raise InconsistentCheckpointError(
-                f"tree of size {size} does not extend the checkpoint of size {cp.size}: {e}"
-            ) from e
+        if cp.size != int(row[0]):
+            raise LedgerCorruptionError(f"checkpoint row {row[0]} holds size {cp.size}")
+        check_extends(cp, size, frontier.root(), read)
         return frontier
 
     def _insert_rows(self, cur: Any, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:

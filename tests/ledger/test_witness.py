@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from ledger import Disclosure, Ledger
-from ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier
+from ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint
 from ledger.cli import app
 from ledger.cosignature import Cosigner, split_note
 from ledger.errors import WitnessRefusedError
@@ -63,13 +63,21 @@ def test_witness_cosigns_a_first_checkpoint_with_a_timestamped_cosignature(
     assert witness.cosigner.verifier.verify_line(body, r.body.strip()) is not None
 
 
+def _five_cosigned(
+    ledger: Ledger, disclosure: Factory, witness: Witness, log_signer: NoteSigner
+) -> SignedCheckpoint:
+    """Append five entries and have the witness cosign their checkpoint."""
+    ledger.append([disclosure(i) for i in range(5)])
+    cp = log_signer.sign_checkpoint(Checkpoint(origin=ORIGIN, size=5, root=ledger.root()))
+    assert witness.add_checkpoint(_request(0, [], cp.note)).status == 200
+    return cp
+
+
 def test_witness_answers_409_with_its_size_to_a_stale_old_size(
     ledger: Ledger, disclosure: Factory, witness: Witness, log_signer: NoteSigner
 ) -> None:
     """A request whose old size is not what the witness last cosigned gets 409 and the size."""
-    ledger.append([disclosure(i) for i in range(5)])
-    cp = log_signer.sign_checkpoint(Checkpoint(origin=ORIGIN, size=5, root=ledger.root()))
-    assert witness.add_checkpoint(_request(0, [], cp.note)).status == 200
+    cp = _five_cosigned(ledger, disclosure, witness, log_signer)
     r = witness.add_checkpoint(_request(0, [], cp.note))
     assert (r.status, r.body, r.content_type) == (409, "5\n", SIZE_CONTENT_TYPE)
 
@@ -78,9 +86,7 @@ def test_witness_refuses_a_fork_with_422(
     ledger: Ledger, disclosure: Factory, witness: Witness, log_signer: NoteSigner
 ) -> None:
     """A larger tree whose consistency proof does not lead from the cosigned root: 422."""
-    ledger.append([disclosure(i) for i in range(5)])
-    cp5 = log_signer.sign_checkpoint(Checkpoint(origin=ORIGIN, size=5, root=ledger.root()))
-    assert witness.add_checkpoint(_request(0, [], cp5.note)).status == 200
+    _five_cosigned(ledger, disclosure, witness, log_signer)
     ledger.append([disclosure(i) for i in range(5, 9)])
     forged = bytes(32)  # a root that does not extend the first five entries
     cp9 = log_signer.sign_checkpoint(Checkpoint(origin=ORIGIN, size=9, root=forged))
