@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from gateway import metrics
 from gateway.errors import GatewayError, PolicyDeniedError
 from ledger import LedgerError
 
@@ -211,16 +212,17 @@ def map_errors_stream(
 
 @contextmanager
 def _call_scope(method: str, request_id: str, status: _CallStatus) -> Iterator[None]:
-    """Bind the request id (``current_request_id``, every log line) and write the access log
-    line with the status the call ended with."""
+    """Bind the request id (``current_request_id``, every log line), then write the access
+    log line and count the call (``gateway.metrics``) with the status it ended with."""
     token = _request_id.set(request_id)
     start = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
         try:
             yield
         finally:
-            ms = round((time.perf_counter() - start) * 1000, 3)
-            _log.info("rpc.end", code=status.code.name, ms=ms)
+            seconds = time.perf_counter() - start
+            _log.info("rpc.end", code=status.code.name, ms=round(seconds * 1000, 3))
+            metrics.observe_rpc(method, status.code.name, seconds)
             _request_id.reset(token)
 
 

@@ -22,12 +22,13 @@ import grpc
 import structlog
 from grpc_health.v1 import health
 
-from gateway import schema
+from gateway import metrics, schema
 from gateway.database import open_engine
 from gateway.datadir import check_sqlite_files, ensure_private_dir, prepare_data_dir
 from gateway.errors import AddressInUseError, GatewayError
 from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.introspection import add_tooling, serving_health
+from gateway.metrics import MetricsEndpoint
 from gateway.outbox import Outbox, OutboxStore
 from gateway.outbox.store import KEY_RING as OUTBOX_KEY_RING
 from gateway.policy import PolicyEngine, PolicyWatcher, engine_from_settings
@@ -125,6 +126,7 @@ class Gateway:
             witness_quorum=settings.ledger.witness_quorum,
             witness_interval_s=settings.ledger.witness_interval_s,
         )
+        ledger.observe_commits(metrics.observe_commit)
         keys = PseudonymKeys(directory=settings.keys_dir / "pseudonym")
         outbox_store = OutboxStore.open(
             database,
@@ -176,7 +178,7 @@ class Gateway:
         self.registry.close()
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class BoundServer:
     """A bound (not yet started) grpc.aio server and what its shutdown needs."""
 
@@ -187,8 +189,21 @@ class BoundServer:
     #: The probe listener (health and reflection, no client certificate), if configured.
     probe: grpc.aio.Server | None = None
     probe_port: int | None = None
+    #: Prometheus ``/metrics`` (``metrics_listen``), once started.
+    metrics: MetricsEndpoint | None = None
 
-    async def start(self) -> None:
+    async def start(self, gateway: Gateway) -> None:
+        """Serve; with ``metrics_listen`` set, also ``/metrics`` for ``gateway``.
+
+        Raises:
+            AddressInUseError: ``metrics_listen`` cannot be bound.
+        """
+        address = gateway.settings.metrics_listen
+        if address is not None:
+            try:
+                self.metrics = MetricsEndpoint(gateway, address)
+            except OSError as e:
+                raise _address_in_use(address) from e
         await self.server.start()
         if self.probe is not None:
             await self.probe.start()
@@ -202,6 +217,8 @@ class BoundServer:
         await self.server.stop(grace_s)
         if self.probe is not None:
             await self.probe.stop(0)
+        if self.metrics is not None:
+            self.metrics.close()
         await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self.pool.shutdown, wait=True, cancel_futures=True)
         )
@@ -301,10 +318,14 @@ def _bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredent
             return server.add_insecure_port(address)
         return server.add_secure_port(address, credentials)
     except RuntimeError as e:  # grpc: "Failed to bind to address ..."
-        raise AddressInUseError(
-            f"cannot listen on {address}: the address is in use by another process "
-            "or not available on this host",
-        ) from e
+        raise _address_in_use(address) from e
+
+
+def _address_in_use(address: str) -> AddressInUseError:
+    return AddressInUseError(
+        f"cannot listen on {address}: the address is in use by another process "
+        "or not available on this host",
+    )
 
 
 def with_dev_pki(settings: Settings) -> Settings:
@@ -333,6 +354,7 @@ def _publish_checkpoints(ledger: Ledger, interval_s: float, stop: threading.Even
     while not stop.wait(interval_s):
         try:
             ledger.checkpoint()
+            metrics.observe_checkpoint()
         except LedgerError as e:  # a later round retries; the ledger itself stays consistent
             _log.warning("ledger.checkpoint_failed", reason=e.reason)
 
@@ -376,7 +398,7 @@ async def _serve(settings: Settings) -> None:
             name="checkpointer",
             daemon=True,
         ).start()
-    await bound.start()
+    await bound.start(gateway)
     host = settings.listen.rpartition(":")[0]
     _log.info(
         "gateway.serving",

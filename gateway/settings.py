@@ -214,6 +214,8 @@ class Settings(BaseSettings):
     # Health and reflection without a client certificate, for load balancers and probes
     # (HOST:PORT; loopback: plaintext, else server TLS). Off when unset (docs/operations.md).
     probe_listen: str | None = None
+    # Prometheus /metrics over plain HTTP on its own HOST:PORT. Off when unset.
+    metrics_listen: str | None = None
     # k for R16 comes from policy data; this is only the gateway side.
     tls: TLSSettings = TLSSettings()
     limits: LimitsSettings = LimitsSettings()
@@ -222,7 +224,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     console: ConsoleSettings = ConsoleSettings()
 
-    @field_validator("listen", "probe_listen")
+    @field_validator("listen", "probe_listen", "metrics_listen")
     @classmethod
     def _listen_has_port(cls, v: str | None) -> str | None:
         return v if v is None else _host_port(v)

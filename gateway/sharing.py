@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol
 
+from gateway import metrics
 from gateway.enforcement import (
     age_in_years,
     payload_digest,
@@ -213,6 +214,7 @@ class Sharing:
             payload_digest=outcome.payload_digest,
             pseudonym_key_id=outcome.key_id,
         )
+        metrics.observe_decision(mode, disclosure.decision, disclosure.reason_codes)
         return outcome, disclosure
 
     # -- steps ------------------------------------------------------------------------

@@ -91,7 +91,7 @@ def running_gateway(
     loop = LoopThread()
     try:
         bound = loop.run(create_server(gateway))
-        loop.run(bound.start())
+        loop.run(bound.start(gateway))
         try:
             yield RunningGateway(gateway=gateway, bound=bound, pki=data_dir / "pki")
         finally:

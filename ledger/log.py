@@ -44,7 +44,7 @@ from ledger.errors import (
 from ledger.keys import load_or_create_signer, load_or_create_subject_key, retired_vkeys
 from ledger.pseudonym import Pseudonymizer, SubjectKey
 from ledger.queries import MAX_QUERY_LIMIT, Filters, StoredEntry
-from ledger.sequencer import Sequencer
+from ledger.sequencer import CommitObserver, Sequencer
 from ledger.storage import (
     WRITE,
     create_ledger_engine,
@@ -179,6 +179,16 @@ class Ledger:
             self.witness_publisher.start()
 
     # -- lifecycle -----------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Entries queued for the writer and not yet committed (a metrics gauge)."""
+        return self._sequencer.pending
+
+    def observe_commits(self, observer: CommitObserver) -> None:
+        """Call ``observer(entries, tree_size, seconds)`` in the writer thread after each
+        committed batch (metrics). It must be quick; its exceptions are ignored."""
+        self._sequencer.observers.append(observer)
 
     def close(self) -> None:
         """Finish queued appends, stop the writer and release connections. Idempotent."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from _thread import allocate_lock as _allocate_lock
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ from ledger.pseudonym import Pseudonymizer
 from ledger.writer import Item, Receipt
 
 WriteFn = Callable[[list[Item]], list[Receipt]]
+#: ``observer(entries, tree_size, seconds)`` after each committed batch (metrics).
+CommitObserver = Callable[[int, int, float], None]
 
 
 class _Batch:
@@ -98,6 +101,7 @@ class Sequencer:
         self._queue: deque[_Batch] = deque()
         self._pending = 0
         self._closed = False
+        self.observers: list[CommitObserver] = []
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
@@ -108,6 +112,12 @@ class Sequencer:
             self._cv.notify_all()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+
+    @property
+    def pending(self) -> int:
+        """Entries queued and not yet taken by the writer."""
+        with self._cv:
+            return self._pending
 
     def queued_batches(self) -> int:
         """Batches waiting for the writer (not counting the one being written)."""
@@ -168,6 +178,13 @@ class Sequencer:
             self._cv.notify()
         return batch, start, n
 
+    def _observe(self, batch: _Batch, seconds: float) -> None:
+        for observer in self.observers:
+            try:
+                observer(batch.count, batch.receipts[-1].index + 1, seconds)
+            except Exception:  # an observer never fails a committed batch
+                continue
+
     def _run(self) -> None:
         while True:
             with self._cv:
@@ -178,7 +195,9 @@ class Sequencer:
                 batch = self._queue.popleft()  # later appends start a new batch
                 self._pending -= batch.count
             try:
+                start = time.perf_counter()
                 batch.receipts = self.write(batch.items)
+                self._observe(batch, time.perf_counter() - start)
             except LedgerError as e:
                 batch.error = e
             except Exception as e:  # never let the writer die with callers waiting

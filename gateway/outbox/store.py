@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine
+from sqlalchemy import BigInteger, Engine, func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel, col, delete, select, update
 
@@ -293,6 +293,12 @@ class OutboxStore:
             if partner_id is not None:
                 stmt = stmt.where(col(OutboxRow.partner_id) == partner_id)
             return len(list(s.exec(stmt)))
+
+    def depths(self) -> dict[str, int]:
+        """Rows currently held per partner (metrics: outbox depth)."""
+        with self._session() as s:
+            stmt = select(OutboxRow.partner_id, func.count()).group_by(col(OutboxRow.partner_id))
+            return {str(partner): int(n) for partner, n in s.exec(stmt)}
 
     def _open(self, row: OutboxRow) -> StagedShare:
         assert row.seq is not None
