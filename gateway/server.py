@@ -21,11 +21,12 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import structlog
 from grpc_health.v1 import health
+from opentelemetry.sdk.trace import TracerProvider
 
 from gateway import metrics, schema
 from gateway.database import open_engine
 from gateway.datadir import check_sqlite_files, ensure_private_dir, prepare_data_dir
-from gateway.errors import AddressInUseError, GatewayError
+from gateway.errors import AddressInUseError, GatewayError, UnavailableError
 from gateway.interceptors import CallInterceptor, current_request_id
 from gateway.introspection import add_tooling, serving_health
 from gateway.metrics import MetricsEndpoint
@@ -49,6 +50,8 @@ from gateway.services.partner import PartnerServicer
 from gateway.services.share import ShareServicer
 from gateway.settings import Settings
 from gateway.sharing import Sharing
+from gateway.tracing import server_interceptor, tracer_provider_from_env
+from gateway.workers import supervise
 from ledger import Disclosure, Ledger, LedgerError
 from ledger.witness.client import WitnessConfig
 from partner_gateway.v1 import (
@@ -224,7 +227,12 @@ class BoundServer:
         )
 
 
-async def create_server(gateway: Gateway) -> BoundServer:
+async def create_server(
+    gateway: Gateway,
+    *,
+    reuse_port: bool = False,
+    tracer_provider: TracerProvider | None = None,
+) -> BoundServer:
     """Build and bind (not start) the grpc.aio server for ``gateway`` on the running loop.
 
     ``Share``, ``Evaluate`` and every streaming RPC run on the event loop (waiting for the
@@ -232,7 +240,10 @@ async def create_server(gateway: Gateway) -> BoundServer:
     every other RPC run in a pool of ``worker_threads`` threads (ADR 0005, 0007).
 
     With ``probe_listen`` set, a second listener serves health and reflection only, without
-    a client certificate and without recording anything (``docs/operations.md``).
+    a client certificate and without recording anything (``docs/operations.md``). With
+    ``reuse_port`` (a worker of ``serve --workers N``) the listeners share their ports with
+    the other workers; otherwise a busy port is an error. With ``tracer_provider`` every
+    RPC but health gets an OpenTelemetry span (``gateway.tracing``).
 
     Raises:
         AddressInUseError: ``listen`` or ``probe_listen`` cannot be bound.
@@ -246,14 +257,19 @@ async def create_server(gateway: Gateway) -> BoundServer:
         partner_exists=lambda pid: gateway.registry.partner(pid) is not None,
     )
     pool = ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc")
+    # A busy port is an error, never a second server silently sharing it (unless workers).
+    reuse = ("grpc.so_reuseport", 1 if reuse_port else 0)
+    tracing = [] if tracer_provider is None else [server_interceptor(tracer_provider)]
     server = grpc.aio.server(
         migration_thread_pool=pool,
         interceptors=[
             CallInterceptor(),
-            AuthInterceptor(authenticator=authenticator, on_refused=gateway.record_refusal),
+            *tracing,
+            AuthInterceptor(
+                authenticator=authenticator, on_refused=gateway.record_refusal, executor=pool
+            ),
         ],
-        # A busy port is an error, never a second server silently sharing it.
-        options=[*server_options(settings.limits), ("grpc.so_reuseport", 0)],
+        options=[*server_options(settings.limits), reuse],
         maximum_concurrent_rpcs=settings.limits.max_concurrent_rpcs,
     )
     # Registry reads on SQLite and the embedded engine take microseconds: on the loop.
@@ -292,9 +308,7 @@ async def create_server(gateway: Gateway) -> BoundServer:
     port = _bind(server, settings.listen, server_credentials(settings))
     probe, probe_port = None, None
     if settings.probe_listen is not None:
-        probe = grpc.aio.server(
-            interceptors=[CallInterceptor()], options=[("grpc.so_reuseport", 0)]
-        )
+        probe = grpc.aio.server(interceptors=[CallInterceptor()], options=[reuse])
         add_tooling(probe, health_servicer, services)
         probe_port = _bind(probe, settings.probe_listen, probe_credentials(settings))
     return BoundServer(
@@ -369,15 +383,26 @@ def tune_gc() -> None:
 
 
 def serve(settings: Settings) -> None:
-    """Run a gateway until SIGINT/SIGTERM, then drain and shut down gracefully."""
+    """Run a gateway until SIGINT/SIGTERM, then drain and shut down gracefully; with
+    ``workers`` > 1, supervise that many (``gateway.workers``).
+
+    Raises:
+        ConfigError: invalid settings (e.g. several workers on SQLite, a busy address).
+        UnavailableError: a worker ended with an error.
+    """
     os.umask(0o077)  # every file this process creates is the owner's only (issue 14.6)
+    if settings.workers > 1:
+        if supervise(settings) != 0:
+            raise UnavailableError("a worker ended with an error; see its log", reason="workers")
+        return
     asyncio.run(_serve(settings))
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
+    tracer_provider = tracer_provider_from_env(os.environ)
     gateway = Gateway.open(settings)
     try:
-        bound = await create_server(gateway)
+        bound = await create_server(gateway, reuse_port=reuse_port, tracer_provider=tracer_provider)
     except GatewayError:
         gateway.close()
         raise
@@ -419,6 +444,8 @@ async def _serve(settings: Settings) -> None:
         watcher.stop()
     gateway.ledger.checkpoint()
     gateway.close()
+    if tracer_provider is not None:
+        tracer_provider.shutdown()  # exports the spans still queued
     _log.info("gateway.stopped")
 
 

@@ -216,6 +216,8 @@ class Settings(BaseSettings):
     probe_listen: str | None = None
     # Prometheus /metrics over plain HTTP on its own HOST:PORT. Off when unset.
     metrics_listen: str | None = None
+    # Gateway processes sharing ``listen`` (SO_REUSEPORT), supervised; >1 needs PostgreSQL.
+    workers: int = Field(default=1, gt=0)
     # k for R16 comes from policy data; this is only the gateway side.
     tls: TLSSettings = TLSSettings()
     limits: LimitsSettings = LimitsSettings()

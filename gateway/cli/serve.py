@@ -21,6 +21,10 @@ def serve(
     plaintext: Annotated[
         bool, typer.Option("--plaintext", help="No TLS (loopback listeners only).")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Gateway processes sharing the port (PostgreSQL only)."),
+    ] = None,
 ) -> None:
     """Start the gateway (default: 127.0.0.1:50051, SQLite ledger, embedded Rego, demo registry)."""
     overrides: dict[str, object] = {}
@@ -28,6 +32,8 @@ def serve(
         overrides["listen"] = listen
     if plaintext:
         overrides["plaintext"] = True
+    if workers is not None:
+        overrides["workers"] = workers
     from gateway.server import serve as run
     from gateway.server import with_dev_pki
 

@@ -3,10 +3,12 @@
 ``intercept_service`` sees only the method name and metadata, not the TLS peer, so the
 interceptor wraps the handler's behaviour: the wrapper reads ``context.auth_context()``,
 authenticates, checks the authorization table and only then runs the real behaviour with the
-principal bound. A plain unary behaviour (run in the server's thread pool) runs in a copied
-``contextvars.Context`` (``principal_context``), so the binding never leaks into another call
-on the worker thread; a coroutine or async-generator behaviour (``Share``, every stream) runs
-in its call's own asyncio task, whose context is its own.
+principal bound. Every behaviour it returns is a coroutine or an async generator (what the
+OpenTelemetry interceptor in front of it can wrap): a plain unary behaviour's body runs in the
+executor (the server's thread pool) in a copied ``contextvars.Context``
+(``principal_context``), so the binding never leaks into another call on that thread; a
+coroutine or async-generator behaviour (``Share``, every stream) runs in its call's own
+asyncio task, whose context is its own.
 
 Refusals: no identity -> UNAUTHENTICATED; a role no rule allows -> PERMISSION_DENIED.
 Each is passed to ``on_refused(principal, method, error, peer)`` (the server writes it to the
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from concurrent.futures import Executor
+from typing import Any
 
 import grpc
 import structlog
@@ -53,6 +57,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         on_refused: Called once per refused call with the principal (``None`` if unknown),
             the full method name, the error and the peer (``context.peer()``); failures in it
             are logged, never hide the refusal.
+        executor: Where plain (blocking) behaviours and refusal records run: the server's
+            thread pool (``None``: the loop's default executor).
     """
 
     def __init__(
@@ -61,10 +67,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         authenticator: Authenticator,
         table: AuthorizationTable | None = None,
         on_refused: OnRefused | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self._authenticator = authenticator
         self._table = table or AuthorizationTable()
         self._on_refused = on_refused
+        self._executor = executor
 
     async def intercept_service(
         self,
@@ -81,9 +89,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             # expects). Nothing is recorded: no service was reached, no data is behind it.
             return None
         return _wrap(
-            handler,
-            lambda context: self._admit(method, metadata, context),
-            lambda context: self._admit_async(method, metadata, context),
+            handler, lambda context: self._admit(method, metadata, context), self._executor
         )
 
     def _check(
@@ -110,34 +116,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except GatewayError as error:
             return principal, error
 
-    def _admit(self, method: str, metadata: Any, context: grpc.ServicerContext) -> Principal | None:
-        """Return the principal to bind (``None`` for a public method) or abort the call."""
-        principal, error = self._check(method, metadata, context)
-        if error is not None:
-            self._refuse(principal, method, error, context.peer())
-        return principal
-
-    async def _admit_async(self, method: str, metadata: Any, context: Any) -> Principal | None:
-        """``_admit`` on the event loop: recording a refusal (a ledger append) runs in a
-        worker thread."""
+    async def _admit(self, method: str, metadata: Any, context: Any) -> Principal | None:
+        """Return the principal to bind (``None`` for a public method), or record the refusal
+        (a ledger append, in the executor) and raise it."""
         principal, error = self._check(method, metadata, context)
         if error is not None:
             await asyncio.get_running_loop().run_in_executor(
-                None, self._record, principal, method, error, context.peer()
+                self._executor, self._record, principal, method, error, context.peer()
             )
+            # Mapped to its status (with ErrorInfo reason) by the outer ``CallInterceptor``.
             raise error
         return principal
-
-    def _refuse(
-        self,
-        principal: Principal | None,
-        method: str,
-        error: GatewayError,
-        peer: str,
-    ) -> NoReturn:
-        self._record(principal, method, error, peer)
-        # Mapped to its status (with ErrorInfo reason) by the outer ``CallInterceptor``.
-        raise error
 
     def _record(
         self, principal: Principal | None, method: str, error: GatewayError, peer: str
@@ -160,14 +149,18 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
 def _wrap(
     handler: grpc.RpcMethodHandler[Any, Any],
-    admit: Callable[[grpc.ServicerContext], Principal | None],
-    admit_async: Callable[[Any], Awaitable[Principal | None]],
+    admit: Callable[[Any], Awaitable[Principal | None]],
+    executor: Executor | None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """Rebuild ``handler`` so its behaviour runs after ``admit`` with the principal bound.
 
-    The rebuilt handler receives raw bytes and deserializes only *after* ``admit``: an
-    unauthenticated caller never reaches the protobuf parser, and a malformed message from an
-    authorized caller is INVALID_ARGUMENT instead of gRPC's INTERNAL.
+    Every rebuilt behaviour is a coroutine or an async generator on the event loop: a plain
+    behaviour's body runs in ``executor`` (in a copied context with the principal bound, so
+    the binding never leaks into another call on that thread), and its errors come back to
+    the loop, where the ``CallInterceptor`` maps them. The rebuilt handler receives raw bytes
+    and deserializes only *after* ``admit``: an unauthenticated caller never reaches the
+    protobuf parser, and a malformed message from an authorized caller is INVALID_ARGUMENT
+    instead of gRPC's INTERNAL.
 
     Raises:
         TypeError: a streaming behaviour that is not an async generator (ADR 0007).
@@ -184,7 +177,7 @@ def _wrap(
         if is_async(behaviour):
             # On the event loop: every call is its own task, with its own context copy.
             async def wrapped_async(raw: Any, context: Any) -> Any:
-                principal = await admit_async(context)
+                principal = await admit(context)
                 with bind_principal(principal):
                     return await behaviour(request_of(raw), context)
 
@@ -193,11 +186,14 @@ def _wrap(
         if not unary_request:
             raise TypeError(f"request-streaming behaviour {behaviour!r} must be async")
 
-        def wrapped(raw: Any, context: grpc.ServicerContext) -> Any:
-            principal = admit(context)
-            return principal_context(principal).run(behaviour, request_of(raw), context)
+        async def wrapped_blocking(raw: Any, context: Any) -> Any:
+            principal = await admit(context)
+            run = principal_context(principal).run
+            return await asyncio.get_running_loop().run_in_executor(
+                executor, functools.partial(run, behaviour, request_of(raw), context)
+            )
 
-        return wrapped
+        return wrapped_blocking
 
     def stream_response(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         if inspect.iscoroutinefunction(behaviour):  # reader/writer API (``Health.Watch``)
@@ -208,7 +204,7 @@ def _wrap(
         # The outer CallInterceptor closes this generator in the call's own task (``aclose``),
         # so the binding is undone in the context that made it.
         async def wrapped(raw: Any, context: Any) -> AsyncIterator[Any]:
-            principal = await admit_async(context)  # eager: refuse before the first response
+            principal = await admit(context)  # eager: refuse before the first response
             with bind_principal(principal):
                 async with contextlib.aclosing(behaviour(request_of(raw), context)) as responses:
                     async for response in responses:
