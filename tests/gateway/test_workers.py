@@ -96,12 +96,12 @@ def test_workers_share_the_port_are_restarted_and_stop_on_sigterm(
     with procs.client_channel(supervised.address, pki) as ch:
         stub = share_pb2_grpc.ShareServiceStub(ch)
         assert stub.Share(ad_request("adco", "u1001"), timeout=20).decision.allowed
+    procs.ensure_pki(tmp_path / "lone" / "pki")  # creates the data folder owner-only
     lone_cfg = procs.gateway_config(
         tmp_path / "lone" / "gateway.toml",
         data_dir=tmp_path / "lone",
         port=int(supervised.address.rpartition(":")[2]),
     )
-    procs.ensure_pki(tmp_path / "lone" / "pki")
     lone = subprocess.run(
         [str(procs.SHARE_GATEWAY), "serve", "--config", str(lone_cfg)],
         capture_output=True,
