@@ -324,7 +324,7 @@ LABELS = {
     "echo-aio": "Raw echo, `grpc.aio` (reference only)",
     "share-ad5-sqlite": "Share, 5 records to ad partner (SQLite ledger, embedded regorus)",
     "share-logistics-sqlite": "Share, 1 order to logistics partner (SQLite)",
-    "evaluate-ad5": "Evaluate only, 5 records (no ledger)",
+    "evaluate-ad5": "Evaluate only, 5 records (recorded, nothing disclosed)",
     "share-ad5-opa": "Share, 5 records, OPA-server path (fake_opa: regopy stand-in, not OPA)",
     "share-ad5-pg": "Share, 5 records, PostgreSQL ledger",
     "share-ad5-pg-x2": (

@@ -30,11 +30,12 @@ from gateway.enforcement import (
 from gateway.errors import InvalidRequestError
 from gateway.policy import PolicyDecision, PolicyEngine, Reason
 from gateway.registry import Registry, SubjectFacts
+from gateway.registry.legal import LegalRequestFacts
 from gateway.security.identity import Principal
 from gateway.security.limits import check_order_text
 from ledger import Disclosure, Ledger, Receipt
 
-Mode = Literal["share", "stage", "pull"]
+Mode = Literal["share", "stage", "pull", "evaluate"]
 CONTRACT_VERSION = "v1"
 
 
@@ -63,6 +64,7 @@ class ShareOrder:
     legal_basis: str
     legal_reference: str = ""
     exemption_code: str = ""
+    legal_request_id: str = ""
     record_type: str
     destination_region: str = ""
     records: Sequence[RecordIn] = ()
@@ -97,6 +99,7 @@ class _Prepared:
     schema: Mapping[str, str]
     refs: dict[str, str]  # subject id -> batch-local ref
     policy_input: dict[str, Any]
+    legal: LegalRequestFacts | None = None
 
 
 class Sharing:
@@ -121,12 +124,6 @@ class Sharing:
     def engine(self) -> PolicyEngine:
         return self._engine
 
-    def evaluate(self, order: ShareOrder, principal: Principal) -> Outcome:
-        """Decide only: nothing is disclosed and nothing is written to the ledger."""
-        prepared = self._prepare(order, principal, mode="share", today=self._clock().date())
-        decision = self._engine.decide(prepared.policy_input)
-        return Outcome(decision=decision, excluded=_excluded_by_subject(decision, prepared.refs))
-
     def share(
         self,
         order: ShareOrder,
@@ -138,6 +135,7 @@ class Sharing:
     ) -> Outcome:
         """Decide, enforce, append the decision to the ledger, and return what may leave.
 
+        ``mode="evaluate"`` is a dry run: decided and recorded, nothing enforced or returned.
         A refused share is recorded too and comes back with ``decision.allow`` false and no
         records; the caller turns it into PERMISSION_DENIED.
 
@@ -182,8 +180,9 @@ class Sharing:
         decision = self._engine.decide(prepared.policy_input)
         excluded = _excluded_by_subject(decision, prepared.refs)
         outcome = Outcome(decision=decision, excluded=excluded)
-        if decision.allow:
+        if decision.allow and mode != "evaluate":
             outcome = self._enforce(prepared, decision, excluded, today)
+        legal = prepared.legal.request if prepared.legal else None
         disclosure = Disclosure(
             time=now,
             request_id=request_id,
@@ -195,8 +194,11 @@ class Sharing:
             action=order.action,
             mode=mode,
             legal_basis=order.legal_basis,
-            legal_reference=order.legal_reference,
-            exemption_code=order.exemption_code,
+            # Under a registered request (R10) the ledger keeps the registered reference
+            # and code, not the caller's free text.
+            legal_reference=legal.reference if legal else order.legal_reference,
+            exemption_code=legal.exemption_code if legal else order.exemption_code,
+            legal_request_id=order.legal_request_id,
             decision="ALLOW" if decision.allow else "DENY",
             reason_codes=tuple(
                 sorted(
@@ -259,14 +261,31 @@ class Sharing:
                     )
                 categories.add(category)
         order_ids = _order_ids(order)
+        legal = (
+            self._registry.legal.facts(
+                order.legal_request_id, principal=principal.id, subject_ids=refs
+            )
+            if order.legal_request_id
+            else None
+        )
+        caller: dict[str, Any] = {
+            "principal": principal.id,
+            "role": str(principal.role),
+            "partner_id": principal.partner_id or "",
+        }
+        subjects = [
+            _subject_input(ref, facts.get(sid), order_ids.get(sid, {}), today)
+            for sid, ref in refs.items()
+        ]
+        if order.legal_request_id:
+            # R10: the grant and the scope as booleans; no subject id reaches the policy.
+            caller["legal_grant"] = legal is not None and legal.caller_granted
+            for sid, subject in zip(refs, subjects, strict=True):
+                subject["in_legal_scope"] = legal is not None and sid in legal.in_scope
         policy_input = {
             "contract": CONTRACT_VERSION,
             "today": today.isoformat(),
-            "caller": {
-                "principal": principal.id,
-                "role": str(principal.role),
-                "partner_id": principal.partner_id or "",
-            },
+            "caller": caller,
             "request": {
                 "mode": "pull" if mode == "pull" else "share",
                 "action": order.action,
@@ -276,6 +295,7 @@ class Sharing:
                     "reference": order.legal_reference,
                     "exemption_code": order.exemption_code,
                 },
+                **_legal_request_input(order.legal_request_id, legal),
                 "record_type": order.record_type,
                 "destination_region": order.destination_region
                 or (recipient.region if recipient else ""),
@@ -298,12 +318,11 @@ class Sharing:
                 "security_review_expires": recipient.security_review_expires,
                 "dpa_expires": recipient.dpa_expires,
             },
-            "subjects": [
-                _subject_input(ref, facts.get(sid), order_ids.get(sid, {}), today)
-                for sid, ref in refs.items()
-            ],
+            "subjects": subjects,
         }
-        return _Prepared(order=order, schema=schema, refs=refs, policy_input=policy_input)
+        return _Prepared(
+            order=order, schema=schema, refs=refs, policy_input=policy_input, legal=legal
+        )
 
     def _enforce(
         self,
@@ -392,6 +411,32 @@ def _subject_input(
             }
             for c in facts.consents
         ],
+    }
+
+
+def _legal_request_input(request_id: str, legal: LegalRequestFacts | None) -> dict[str, Any]:
+    """R8/R10 input: the named registered request's facts (``null`` for an unknown id);
+    nothing when the order names none. See policies_rego/CONTRACT.md, "Legal requests"."""
+    if not request_id:
+        return {}
+    if legal is None:
+        return {"legal_request": None}
+    r = legal.request
+    return {
+        "legal_request": {
+            "id": r.id,
+            "kind": r.kind,
+            "basis": r.basis,
+            "authority_kind": r.authority_kind,
+            "reference": r.reference,
+            "exemption_code": r.exemption_code,
+            "recipient": r.recipient_id,
+            "all_subjects": r.all_subjects,
+            "categories": list(r.categories),
+            "valid_from": r.valid_from,
+            "valid_until": r.valid_until,
+            "revoked": r.revoked,
+        }
     }
 
 

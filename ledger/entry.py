@@ -23,7 +23,9 @@ from ledger.errors import InvalidArgumentError, LedgerCorruptionError
 
 ENTRY_VERSION = 1
 DECISIONS = frozenset({"ALLOW", "DENY"})
-MODES = frozenset({"", "share", "stage", "pull", "refused_call"})
+# "evaluate": a decision without disclosure (R18); "registry": a registry change the
+# decisions rest on (a legal request registered or revoked, R10).
+MODES = frozenset({"", "share", "stage", "pull", "refused_call", "evaluate", "registry"})
 #: Longest text (characters) in any string field, list item or subject id a disclosure may
 #: carry (issue 14.5): an entry is small whatever a caller sends, so reading it back never
 #: exceeds a message limit. The gateway's request limits are tighter and name the request
@@ -52,6 +54,7 @@ class Disclosure:
     legal_basis: str = ""
     legal_reference: str = ""
     exemption_code: str = ""
+    legal_request_id: str = ""
     reason_codes: tuple[str, ...] = ()
     policy_revision: str = ""
     record_type: str = ""
@@ -82,6 +85,7 @@ class Entry:
     legal_basis: str = ""
     legal_reference: str = ""
     exemption_code: str = ""
+    legal_request_id: str = ""
     reason_codes: tuple[str, ...] = ()
     policy_revision: str = ""
     record_type: str = ""
@@ -115,6 +119,9 @@ _STR_FIELDS = (
     "record_type",
     "pseudonym_key_id",
 )
+# Optional text fields: encoded only when non-empty, so entries without them keep the exact
+# version-1 bytes (and leaf hashes) they had before the field existed.
+_OPTIONAL_STR_FIELDS = ("legal_request_id",)
 _TUPLE_FIELDS = ("reason_codes", "categories_disclosed", "categories_removed")
 _LIST_FIELDS = (*_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids")
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -161,10 +168,10 @@ def validate_disclosure(d: Disclosure) -> None:
     if d.decision not in DECISIONS:
         raise InvalidArgumentError("disclosure.decision must be ALLOW or DENY")
     if d.mode not in MODES:
-        raise InvalidArgumentError("disclosure.mode must be share, stage, pull or refused_call")
+        raise InvalidArgumentError(f"disclosure.mode must be one of {sorted(MODES - {''})}")
     # One pass over all text (checked per field only when the pass fails): this runs in
     # every caller's thread, so it is kept cheap.
-    texts: list[object] = [getattr(d, name) for name in _STR_FIELDS]
+    texts: list[object] = [getattr(d, name) for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS)]
     for name in _LIST_FIELDS:
         values = getattr(d, name)
         if type(values) is not tuple:
@@ -173,7 +180,7 @@ def validate_disclosure(d: Disclosure) -> None:
     try:
         _check_text("text", texts)
     except InvalidArgumentError:
-        for name in _STR_FIELDS:
+        for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS):
             _check_text(name, [getattr(d, name)])
         for name in _LIST_FIELDS:
             _check_text(name, list(getattr(d, name)))
@@ -224,6 +231,7 @@ def entry_from_disclosure(
         legal_basis=d.legal_basis,
         legal_reference=d.legal_reference,
         exemption_code=d.exemption_code,
+        legal_request_id=d.legal_request_id,
         reason_codes=d.reason_codes,
         policy_revision=d.policy_revision,
         record_type=d.record_type,
@@ -242,6 +250,7 @@ def entry_from_disclosure(
 
 def _to_json_obj(e: Entry) -> dict[str, Any]:
     obj: dict[str, Any] = {name: getattr(e, name) for name in _STR_FIELDS}
+    obj.update((name, v) for name in _OPTIONAL_STR_FIELDS if (v := getattr(e, name)))
     for name in _TUPLE_FIELDS:
         obj[name] = list(getattr(e, name))
     obj.update(
@@ -292,9 +301,10 @@ def decode_entry(data: bytes) -> Entry:
         obj = json.loads(data.decode("utf-8"))
         if not isinstance(obj, dict) or obj.get("v") != ENTRY_VERSION:
             raise ValueError("unknown entry version")
-        if set(obj) != _KEYS:
+        if set(obj) - set(_OPTIONAL_STR_FIELDS) != _KEYS:
             raise ValueError("unexpected or missing entry fields")
         kwargs: dict[str, Any] = {name: obj[name] for name in _STR_FIELDS}
+        kwargs.update((name, obj[name]) for name in _OPTIONAL_STR_FIELDS if name in obj)
         for name in (*_TUPLE_FIELDS, "subjects", "excluded_subjects"):
             kwargs[name] = tuple(obj[name])
         entry = Entry(
@@ -336,6 +346,9 @@ def entry_template(d: Disclosure, *, subject_key_id: str) -> tuple[str, str, str
     (distinct ids have distinct pseudonyms, so the counts are those of distinct ids). Pure.
     """
     vals = {name: _enc_str(getattr(d, name)) for name in _STR_FIELDS}
+    if d.legal_request_id:
+        # The optional key sorts right after legal_reference (asserted below _SEGMENTS).
+        vals["legal_reference"] += ',"legal_request_id":' + _enc_str(d.legal_request_id)
     for name in _TUPLE_FIELDS:
         vals[name] = _enc_list(getattr(d, name))
     vals["v"] = str(ENTRY_VERSION)
@@ -365,6 +378,8 @@ def _segments() -> tuple[str, ...]:
 
 
 _SEGMENTS = _segments()
+_ALL_KEYS = sorted((*_KEYS, *_OPTIONAL_STR_FIELDS))
+assert _ALL_KEYS[_ALL_KEYS.index("legal_reference") + 1] == "legal_request_id"
 
 
 def fill_template(

@@ -71,6 +71,36 @@ def delivery_request(*, outbox: bool = False) -> share_pb2.ShareRequest:
     )
 
 
+DEMO_LEGAL_REQUEST = "lr-demo-psb-0042"
+LEGAL_FIELDS = ("name", "phone", "account_id")
+
+
+def legal_request(
+    partner: str,
+    *subjects: str,
+    legal_request_id: str = DEMO_LEGAL_REQUEST,
+    kind: share_pb2.LegalBasisKind.ValueType = share_pb2.LEGAL_BASIS_KIND_LEGAL_OBLIGATION,
+    reference: str = "",
+    exemption_code: str = "",
+    fields: tuple[str, ...] = LEGAL_FIELDS,
+    purpose: str = "legal_request",
+) -> share_pb2.ShareRequest:
+    """A share of customer profiles under a legal basis naming a registered request (R10)."""
+    return share_pb2.ShareRequest(
+        recipient_id=partner,
+        purpose=purpose,
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(
+            kind=kind,
+            reference=reference,
+            exemption_code=exemption_code,
+            legal_request_id=legal_request_id,
+        ),
+        record_type="customer_profile",
+        records=[profile(s, *fields) for s in subjects],
+    )
+
+
 #: Name -> (what it shows, request factory).
 SCENARIOS: dict[str, tuple[str, Callable[[], share_pb2.ShareRequest]]] = {
     "delivery": ("logistics vendor gets name, phone, address", delivery_request),
@@ -81,6 +111,23 @@ SCENARIOS: dict[str, tuple[str, Callable[[], share_pb2.ShareRequest]]] = {
     "ads-phone": (
         "asking for an ad partner's phone number is refused",
         lambda: ad_request("adco", "u1001", fields=(*AD_FIELDS, "phone")),
+    ),
+    "legal-request": (
+        "a registered police request: the authority gets what the request names, for the "
+        "subjects it names (a child and a withdrawn adult: consent rules yield to law)",
+        lambda: legal_request("haidian-psb", "u1003", "u1004"),
+    ),
+    "legal-claimed": (
+        "LEGAL_OBLIGATION claimed for the ad partner without a registered request is refused",
+        lambda: legal_request(
+            "adco",
+            "u1003",
+            "u1004",
+            "u1005",
+            legal_request_id="",
+            fields=AD_FIELDS,
+            purpose="ad_delivery",
+        ),
     ),
     "unknown-partner": (
         "an unregistered partner is refused",

@@ -85,6 +85,7 @@ def encode_order(order: ShareOrder) -> bytes:
             "legal_basis": order.legal_basis,
             "legal_reference": order.legal_reference,
             "exemption_code": order.exemption_code,
+            "legal_request_id": order.legal_request_id,
             "record_type": order.record_type,
             "destination_region": order.destination_region,
             "records": [
@@ -112,6 +113,8 @@ def decode_order(data: bytes) -> ShareOrder:
             legal_basis=str(obj["legal_basis"]),
             legal_reference=str(obj["legal_reference"]),
             exemption_code=str(obj["exemption_code"]),
+            # Absent in shares staged before legal requests existed (R10).
+            legal_request_id=str(obj.get("legal_request_id", "")),
             record_type=str(obj["record_type"]),
             destination_region=str(obj["destination_region"]),
             records=[

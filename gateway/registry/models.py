@@ -105,3 +105,42 @@ class ErasedSubjectRecord(SQLModel, table=True):
     __tablename__ = "registry_erased_subjects"
 
     subject_key: bytes = Field(sa_column=Column(LargeBinary, primary_key=True))
+
+
+class LegalRequestRecord(SQLModel, table=True):
+    """A legal request or business transfer registered before a share rests on it (R8, R10).
+
+    ``kind`` is ``legal_request`` (bases LEGAL_OBLIGATION, EXEMPTION) or ``transfer``
+    (MERGER). Dates are ISO dates; ``registered_at``/``revoked_at`` RFC 3339 UTC.
+    """
+
+    __tablename__ = "registry_legal_requests"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    basis: str
+    authority: str
+    authority_kind: str
+    reference: str
+    exemption_code: str = ""
+    recipient_id: str = Field(index=True)
+    all_subjects: bool = False
+    subject_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    valid_from: str
+    valid_until: str
+    registered_by: str
+    registered_at: str
+    revoked: bool = False
+    revoked_by: str = ""
+    revoked_at: str = ""
+
+
+class LegalGrantRecord(SQLModel, table=True):
+    """A service principal allowed to name legal requests in a share (R10)."""
+
+    __tablename__ = "registry_legal_grants"
+
+    principal: str = Field(primary_key=True)
+    granted_by: str = ""
+    granted_at: str = ""

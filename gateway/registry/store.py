@@ -10,6 +10,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,10 +21,13 @@ from sqlmodel import Session, SQLModel, col, delete, select
 
 from gateway.database import GuardedSession, open_engine
 from gateway.errors import ConfigError, InvalidRequestError, NotFoundError, UnavailableError
+from gateway.registry.legal import LegalRequests, new_legal_request
 from gateway.registry.models import (
     ConsentRecord,
     ConsentScope,
     ErasedSubjectRecord,
+    LegalGrantRecord,
+    LegalRequestRecord,
     OrderRecord,
     PartnerRecord,
     RecipientKind,
@@ -40,6 +44,8 @@ _TABLES = [
     ConsentRecord.__table__,  # type: ignore[attr-defined]
     OrderRecord.__table__,  # type: ignore[attr-defined]
     ErasedSubjectRecord.__table__,  # type: ignore[attr-defined]
+    LegalRequestRecord.__table__,  # type: ignore[attr-defined]
+    LegalGrantRecord.__table__,  # type: ignore[attr-defined]
 ]
 _subjects_t = SubjectRecord.__table__  # type: ignore[attr-defined]
 _consents_t = ConsentRecord.__table__  # type: ignore[attr-defined]
@@ -107,6 +113,7 @@ class Registry:
     def __init__(self, *, engine: Engine, tombstone_key: bytes | None = None) -> None:
         self._engine = engine
         self._tombstone_key = tombstone_key
+        self.legal = LegalRequests(engine=engine)
 
     @classmethod
     def open(cls, url_or_engine: str | Engine, *, tombstone_key: bytes | None = None) -> Registry:
@@ -329,9 +336,42 @@ class Registry:
             self.upsert_schema(SchemaRecord(record_type=record_type, fields=dict(fields)))
         for subj in seed.get("subjects", []):
             self.put_subject(subject_from_mapping(subj))
+        self._load_legal_seed(seed)
+
+    def _load_legal_seed(self, seed: Mapping[str, Any]) -> None:
+        """``legal_grants`` (principals) and ``legal_requests`` of a seed (R10). A seeded
+        request keeps its ``id`` so demos and docs can name it."""
+        now = datetime.now(UTC)
+        for grant in seed.get("legal_grants", []):
+            self.legal.set_grant(str(grant.get("principal", "")), granted=True, by="seed", now=now)
+        for raw in seed.get("legal_requests", []):
+            try:
+                fields = {k: raw[k] for k in _SEED_LEGAL_KEYS if k in raw}
+                record = new_legal_request(registered_by="seed", now=now, **fields)
+            except TypeError as e:
+                raise InvalidRequestError(f"invalid legal request entry: {e}") from e
+            self.legal.check_recipient(record.recipient_id)
+            record.id = str(raw.get("id") or record.id)
+            if not self.legal.exists(record.id):
+                self.legal.add(record)
 
     def _session(self) -> Session:
         return GuardedSession(self._engine)
+
+
+_SEED_LEGAL_KEYS = (
+    "basis",
+    "authority",
+    "authority_kind",
+    "reference",
+    "exemption_code",
+    "recipient_id",
+    "subject_ids",
+    "all_subjects",
+    "categories",
+    "valid_from",
+    "valid_until",
+)
 
 
 def subject_from_mapping(raw: Mapping[str, Any]) -> SubjectFacts:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import grpc
 import structlog
 from sqlalchemy import Connection
 
 from gateway.errors import InvalidRequestError, NotFoundError
+from gateway.interceptors import current_request_id
 from gateway.policy import PolicyEngine
 from gateway.registry import (
     Consent,
@@ -18,7 +22,10 @@ from gateway.registry import (
     SchemaRecord,
     SubjectFacts,
 )
-from ledger import Ledger
+from gateway.registry.legal import new_legal_request
+from gateway.registry.models import LegalRequestRecord
+from gateway.security.identity import current_principal
+from ledger import Disclosure, Ledger
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc
 
 _log = structlog.get_logger("gateway.admin")
@@ -119,13 +126,44 @@ def subject_message(f: SubjectFacts) -> admin_pb2.SubjectFacts:
     )
 
 
+def legal_request_message(r: LegalRequestRecord) -> admin_pb2.LegalRequest:
+    return admin_pb2.LegalRequest(
+        id=r.id,
+        kind=r.kind,
+        basis=r.basis,
+        authority=r.authority,
+        authority_kind=r.authority_kind,
+        reference=r.reference,
+        exemption_code=r.exemption_code,
+        recipient_id=r.recipient_id,
+        subject_ids=r.subject_ids,
+        all_subjects=r.all_subjects,
+        categories=r.categories,
+        valid_from=r.valid_from,
+        valid_until=r.valid_until,
+        registered_by=r.registered_by,
+        registered_at=r.registered_at,
+        revoked=r.revoked,
+        revoked_by=r.revoked_by,
+        revoked_at=r.revoked_at,
+    )
+
+
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     """Registry administration (role: admin)."""
 
-    def __init__(self, *, registry: Registry, engine: PolicyEngine, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        engine: PolicyEngine,
+        ledger: Ledger,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._registry = registry
         self._engine = engine
         self._ledger = ledger
+        self._clock = clock
 
     def UpsertPartner(
         self, request: admin_pb2.UpsertPartnerRequest, context: grpc.ServicerContext
@@ -192,3 +230,86 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         revision = self._engine.reload()
         _log.info("policy.reloaded", revision=revision)
         return admin_pb2.ReloadPolicyResponse(policy_revision=revision)
+
+    # -- legal requests (R8, R10) -------------------------------------------------------
+
+    def _record(self, r: LegalRequestRecord, rpc: str, now: datetime) -> None:
+        """Append the registry change to the ledger; it takes effect only after this."""
+        principal = current_principal()
+        self._ledger.append(
+            [
+                Disclosure(
+                    time=now,
+                    decision="ALLOW",
+                    request_id=current_request_id(),
+                    rpc=f"/partner_gateway.v1.AdminService/{rpc}",
+                    caller=principal.id,
+                    caller_role=str(principal.role),
+                    partner_id=r.recipient_id,
+                    mode="registry",
+                    legal_basis=r.basis,
+                    legal_reference=r.reference,
+                    exemption_code=r.exemption_code,
+                    legal_request_id=r.id,
+                )
+            ]
+        )
+
+    def RegisterLegalRequest(
+        self, request: admin_pb2.RegisterLegalRequestRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.LegalRequest:
+        m = request.legal_request
+        now = self._clock()
+        record = new_legal_request(
+            basis=m.basis,
+            authority=m.authority,
+            authority_kind=m.authority_kind,
+            reference=m.reference,
+            exemption_code=m.exemption_code,
+            recipient_id=m.recipient_id,
+            subject_ids=m.subject_ids,
+            all_subjects=m.all_subjects,
+            categories=m.categories,
+            valid_from=m.valid_from,
+            valid_until=m.valid_until,
+            registered_by=current_principal().id,
+            now=now,
+        )
+        self._registry.legal.check_recipient(record.recipient_id)
+        self._record(record, "RegisterLegalRequest", now)
+        _log.info("legal_request.registered", id=record.id, recipient=record.recipient_id)
+        return legal_request_message(self._registry.legal.add(record))
+
+    def ListLegalRequests(
+        self, request: admin_pb2.ListLegalRequestsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ListLegalRequestsResponse:
+        rows = self._registry.legal.list(
+            recipient_id=request.recipient_id, include_revoked=request.include_revoked
+        )
+        return admin_pb2.ListLegalRequestsResponse(
+            legal_requests=[legal_request_message(r) for r in rows]
+        )
+
+    def RevokeLegalRequest(
+        self, request: admin_pb2.RevokeLegalRequestRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.LegalRequest:
+        row = self._registry.legal.get(request.id)
+        if row.revoked:
+            return legal_request_message(row)
+        now = self._clock()
+        self._record(row, "RevokeLegalRequest", now)
+        _log.info("legal_request.revoked", id=row.id)
+        return legal_request_message(
+            self._registry.legal.revoke(row.id, by=current_principal().id, now=now)
+        )
+
+    def SetLegalGrant(
+        self, request: admin_pb2.SetLegalGrantRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.AdminAck:
+        self._registry.legal.set_grant(
+            request.principal, granted=request.granted, by=current_principal().id, now=self._clock()
+        )
+        _log.info("legal_grant.set", principal=request.principal, granted=request.granted)
+        return admin_pb2.AdminAck(
+            message="legal-request grant set" if request.granted else "legal-request grant removed"
+        )

@@ -55,6 +55,7 @@ def order_from_request(
         ),
         legal_reference=basis.reference,
         exemption_code=basis.exemption_code,
+        legal_request_id=basis.legal_request_id,
         record_type=request.record_type,
         destination_region=request.destination_region,
         records=[
@@ -219,15 +220,21 @@ class ShareServicer(share_pb2_grpc.ShareServiceServicer):
         self, request: share_pb2.ShareRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> share_pb2.EvaluateResponse:
         check_request(request, self._limits)
-        order = order_from_request(request)
-        if self._blocking is None:
-            outcome = self._sharing.evaluate(order, current_principal())
-        else:
-            outcome = await self._in_thread(
-                self._blocking, self._sharing.evaluate, order, current_principal()
-            )
+        # R18: a dry run is a decision too; it is recorded before it is answered.
+        outcome = await self._sharing.share_async(
+            order_from_request(request),
+            current_principal(),
+            request_id=current_request_id(),
+            rpc=SERVICE + "Evaluate",
+            mode="evaluate",
+            executor=self._blocking,
+        )
+        # Which subject was left out and why only with an allowed decision: what the Share
+        # would return with the records anyway (issue 11); a refused dry run gives counts.
         return share_pb2.EvaluateResponse(
-            decision=decision_message(outcome), request_id=current_request_id()
+            decision=decision_message(outcome, max_subjects=None if outcome.decision.allow else 0),
+            request_id=current_request_id(),
+            receipt=receipt_message(outcome),
         )
 
     async def ShareStream(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/admin.proto\x12\x12partner_gateway.v1\"\xa7\x02\n\x07Partner\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.partner_gateway.v1.RecipientKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x1a\n\x12\x61greement_purposes\x18\x06 \x03(\t\x12\x1c\n\x14\x61greement_categories\x18\x07 \x03(\t\x12\x19\n\x11\x61greement_expires\x18\x08 \x01(\t\x12\x1e\n\x16\x61greement_binds_policy\x18\t \x01(\x08\x12\x1f\n\x17security_review_expires\x18\n \x01(\t\x12\x13\n\x0b\x64pa_expires\x18\x0b \x01(\t\"\x90\x01\n\x0cRecordSchema\x12\x13\n\x0brecord_type\x18\x01 \x01(\t\x12<\n\x06\x66ields\x18\x02 \x03(\x0b\x32,.partner_gateway.v1.RecordSchema.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x07\x43onsent\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"D\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ross_border\x18\x03 \x01(\x08\"\xf2\x01\n\x0cSubjectFacts\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nbirth_date\x18\x02 \x01(\t\x12\x18\n\x10guardian_consent\x18\x03 \x01(\x08\x12\x12\n\nad_opt_out\x18\x04 \x01(\x08\x12\x19\n\x11\x63onsent_withdrawn\x18\x05 \x01(\x08\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\x12-\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x1b.partner_gateway.v1.Consent\x12)\n\x06orders\x18\x08 \x03(\x0b\x32\x19.partner_gateway.v1.Order\"D\n\x14UpsertPartnerRequest\x12,\n\x07partner\x18\x01 \x01(\x0b\x32\x1b.partner_gateway.v1.Partner\"G\n\x13UpsertSchemaRequest\x12\x30\n\x06schema\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.RecordSchema\"F\n\x11PutSubjectRequest\x12\x31\n\x07subject\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.SubjectFacts\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"S\n\x16WithdrawConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\"*\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\x15\n\x13ReloadPolicyRequest\"/\n\x14ReloadPolicyResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\"\x1b\n\x08\x41\x64minAck\x12\x0f\n\x07message\x18\x01 \x01(\t*\xdf\x01\n\rRecipientKind\x12\x1e\n\x1aRECIPIENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECIPIENT_KIND_AFFILIATE\x10\x01\x12\x1d\n\x19RECIPIENT_KIND_AD_PARTNER\x10\x02\x12\x19\n\x15RECIPIENT_KIND_VENDOR\x10\x03\x12\x1b\n\x17RECIPIENT_KIND_MERCHANT\x10\x04\x12\x1c\n\x18RECIPIENT_KIND_AUTHORITY\x10\x05\x12\x1b\n\x17RECIPIENT_KIND_ACQUIRER\x10\x06\x32\x88\x05\n\x0c\x41\x64minService\x12V\n\rUpsertPartner\x12(.partner_gateway.v1.UpsertPartnerRequest\x1a\x1b.partner_gateway.v1.Partner\x12Y\n\x0cUpsertSchema\x12\'.partner_gateway.v1.UpsertSchemaRequest\x1a .partner_gateway.v1.RecordSchema\x12U\n\nPutSubject\x12%.partner_gateway.v1.PutSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12U\n\nGetSubject\x12%.partner_gateway.v1.GetSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12[\n\x0fWithdrawConsent\x12*.partner_gateway.v1.WithdrawConsentRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12W\n\rDeleteSubject\x12(.partner_gateway.v1.DeleteSubjectRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12\x61\n\x0cReloadPolicy\x12\'.partner_gateway.v1.ReloadPolicyRequest\x1a(.partner_gateway.v1.ReloadPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/admin.proto\x12\x12partner_gateway.v1\"\xa7\x02\n\x07Partner\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.partner_gateway.v1.RecipientKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x1a\n\x12\x61greement_purposes\x18\x06 \x03(\t\x12\x1c\n\x14\x61greement_categories\x18\x07 \x03(\t\x12\x19\n\x11\x61greement_expires\x18\x08 \x01(\t\x12\x1e\n\x16\x61greement_binds_policy\x18\t \x01(\x08\x12\x1f\n\x17security_review_expires\x18\n \x01(\t\x12\x13\n\x0b\x64pa_expires\x18\x0b \x01(\t\"\x90\x01\n\x0cRecordSchema\x12\x13\n\x0brecord_type\x18\x01 \x01(\t\x12<\n\x06\x66ields\x18\x02 \x03(\x0b\x32,.partner_gateway.v1.RecordSchema.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"S\n\x07\x43onsent\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"D\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ross_border\x18\x03 \x01(\x08\"\xf2\x01\n\x0cSubjectFacts\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nbirth_date\x18\x02 \x01(\t\x12\x18\n\x10guardian_consent\x18\x03 \x01(\x08\x12\x12\n\nad_opt_out\x18\x04 \x01(\x08\x12\x19\n\x11\x63onsent_withdrawn\x18\x05 \x01(\x08\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\x12-\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x1b.partner_gateway.v1.Consent\x12)\n\x06orders\x18\x08 \x03(\x0b\x32\x19.partner_gateway.v1.Order\"\xf2\x02\n\x0cLegalRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61sis\x18\x02 \x01(\t\x12\x11\n\tauthority\x18\x03 \x01(\t\x12\x16\n\x0e\x61uthority_kind\x18\x04 \x01(\t\x12\x11\n\treference\x18\x05 \x01(\t\x12\x16\n\x0e\x65xemption_code\x18\x06 \x01(\t\x12\x14\n\x0crecipient_id\x18\x07 \x01(\t\x12\x13\n\x0bsubject_ids\x18\x08 \x03(\t\x12\x14\n\x0c\x61ll_subjects\x18\t \x01(\x08\x12\x12\n\ncategories\x18\n \x03(\t\x12\x12\n\nvalid_from\x18\x0b \x01(\t\x12\x13\n\x0bvalid_until\x18\x0c \x01(\t\x12\x15\n\rregistered_by\x18\r \x01(\t\x12\x15\n\rregistered_at\x18\x0e \x01(\t\x12\x0f\n\x07revoked\x18\x0f \x01(\x08\x12\x12\n\nrevoked_by\x18\x10 \x01(\t\x12\x12\n\nrevoked_at\x18\x11 \x01(\t\x12\x0c\n\x04kind\x18\x12 \x01(\t\"D\n\x14UpsertPartnerRequest\x12,\n\x07partner\x18\x01 \x01(\x0b\x32\x1b.partner_gateway.v1.Partner\"G\n\x13UpsertSchemaRequest\x12\x30\n\x06schema\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.RecordSchema\"F\n\x11PutSubjectRequest\x12\x31\n\x07subject\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.SubjectFacts\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"S\n\x16WithdrawConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\"*\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\x15\n\x13ReloadPolicyRequest\"/\n\x14ReloadPolicyResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\"\x1b\n\x08\x41\x64minAck\x12\x0f\n\x07message\x18\x01 \x01(\t\"V\n\x1bRegisterLegalRequestRequest\x12\x37\n\rlegal_request\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.LegalRequest\"I\n\x18ListLegalRequestsRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\"U\n\x19ListLegalRequestsResponse\x12\x38\n\x0elegal_requests\x18\x01 \x03(\x0b\x32 .partner_gateway.v1.LegalRequest\"\'\n\x19RevokeLegalRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x14SetLegalGrantRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0f\n\x07granted\x18\x02 \x01(\x08*\xdf\x01\n\rRecipientKind\x12\x1e\n\x1aRECIPIENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECIPIENT_KIND_AFFILIATE\x10\x01\x12\x1d\n\x19RECIPIENT_KIND_AD_PARTNER\x10\x02\x12\x19\n\x15RECIPIENT_KIND_VENDOR\x10\x03\x12\x1b\n\x17RECIPIENT_KIND_MERCHANT\x10\x04\x12\x1c\n\x18RECIPIENT_KIND_AUTHORITY\x10\x05\x12\x1b\n\x17RECIPIENT_KIND_ACQUIRER\x10\x06\x32\xa5\x08\n\x0c\x41\x64minService\x12V\n\rUpsertPartner\x12(.partner_gateway.v1.UpsertPartnerRequest\x1a\x1b.partner_gateway.v1.Partner\x12Y\n\x0cUpsertSchema\x12\'.partner_gateway.v1.UpsertSchemaRequest\x1a .partner_gateway.v1.RecordSchema\x12U\n\nPutSubject\x12%.partner_gateway.v1.PutSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12U\n\nGetSubject\x12%.partner_gateway.v1.GetSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12[\n\x0fWithdrawConsent\x12*.partner_gateway.v1.WithdrawConsentRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12W\n\rDeleteSubject\x12(.partner_gateway.v1.DeleteSubjectRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12\x61\n\x0cReloadPolicy\x12\'.partner_gateway.v1.ReloadPolicyRequest\x1a(.partner_gateway.v1.ReloadPolicyResponse\x12i\n\x14RegisterLegalRequest\x12/.partner_gateway.v1.RegisterLegalRequestRequest\x1a .partner_gateway.v1.LegalRequest\x12p\n\x11ListLegalRequests\x12,.partner_gateway.v1.ListLegalRequestsRequest\x1a-.partner_gateway.v1.ListLegalRequestsResponse\x12\x65\n\x12RevokeLegalRequest\x12-.partner_gateway.v1.RevokeLegalRequestRequest\x1a .partner_gateway.v1.LegalRequest\x12W\n\rSetLegalGrant\x12(.partner_gateway.v1.SetLegalGrantRequest\x1a\x1c.partner_gateway.v1.AdminAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDSCHEMA_FIELDSENTRY']._loaded_options = None
   _globals['_RECORDSCHEMA_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_RECIPIENTKIND']._serialized_start=1386
-  _globals['_RECIPIENTKIND']._serialized_end=1609
+  _globals['_RECIPIENTKIND']._serialized_start=2110
+  _globals['_RECIPIENTKIND']._serialized_end=2333
   _globals['_PARTNER']._serialized_start=55
   _globals['_PARTNER']._serialized_end=350
   _globals['_RECORDSCHEMA']._serialized_start=353
@@ -47,24 +47,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDER']._serialized_end=652
   _globals['_SUBJECTFACTS']._serialized_start=655
   _globals['_SUBJECTFACTS']._serialized_end=897
-  _globals['_UPSERTPARTNERREQUEST']._serialized_start=899
-  _globals['_UPSERTPARTNERREQUEST']._serialized_end=967
-  _globals['_UPSERTSCHEMAREQUEST']._serialized_start=969
-  _globals['_UPSERTSCHEMAREQUEST']._serialized_end=1040
-  _globals['_PUTSUBJECTREQUEST']._serialized_start=1042
-  _globals['_PUTSUBJECTREQUEST']._serialized_end=1112
-  _globals['_GETSUBJECTREQUEST']._serialized_start=1114
-  _globals['_GETSUBJECTREQUEST']._serialized_end=1153
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=1155
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=1238
-  _globals['_DELETESUBJECTREQUEST']._serialized_start=1240
-  _globals['_DELETESUBJECTREQUEST']._serialized_end=1282
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1284
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1305
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1307
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1354
-  _globals['_ADMINACK']._serialized_start=1356
-  _globals['_ADMINACK']._serialized_end=1383
-  _globals['_ADMINSERVICE']._serialized_start=1612
-  _globals['_ADMINSERVICE']._serialized_end=2260
+  _globals['_LEGALREQUEST']._serialized_start=900
+  _globals['_LEGALREQUEST']._serialized_end=1270
+  _globals['_UPSERTPARTNERREQUEST']._serialized_start=1272
+  _globals['_UPSERTPARTNERREQUEST']._serialized_end=1340
+  _globals['_UPSERTSCHEMAREQUEST']._serialized_start=1342
+  _globals['_UPSERTSCHEMAREQUEST']._serialized_end=1413
+  _globals['_PUTSUBJECTREQUEST']._serialized_start=1415
+  _globals['_PUTSUBJECTREQUEST']._serialized_end=1485
+  _globals['_GETSUBJECTREQUEST']._serialized_start=1487
+  _globals['_GETSUBJECTREQUEST']._serialized_end=1526
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=1528
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=1611
+  _globals['_DELETESUBJECTREQUEST']._serialized_start=1613
+  _globals['_DELETESUBJECTREQUEST']._serialized_end=1655
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1657
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1678
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1680
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1727
+  _globals['_ADMINACK']._serialized_start=1729
+  _globals['_ADMINACK']._serialized_end=1756
+  _globals['_REGISTERLEGALREQUESTREQUEST']._serialized_start=1758
+  _globals['_REGISTERLEGALREQUESTREQUEST']._serialized_end=1844
+  _globals['_LISTLEGALREQUESTSREQUEST']._serialized_start=1846
+  _globals['_LISTLEGALREQUESTSREQUEST']._serialized_end=1919
+  _globals['_LISTLEGALREQUESTSRESPONSE']._serialized_start=1921
+  _globals['_LISTLEGALREQUESTSRESPONSE']._serialized_end=2006
+  _globals['_REVOKELEGALREQUESTREQUEST']._serialized_start=2008
+  _globals['_REVOKELEGALREQUESTREQUEST']._serialized_end=2047
+  _globals['_SETLEGALGRANTREQUEST']._serialized_start=2049
+  _globals['_SETLEGALGRANTREQUEST']._serialized_end=2107
+  _globals['_ADMINSERVICE']._serialized_start=2336
+  _globals['_ADMINSERVICE']._serialized_end=3397
 # @@protoc_insertion_point(module_scope)

@@ -249,6 +249,96 @@ class SubjectFacts(_message.Message):
 Global___SubjectFacts: _TypeAlias = SubjectFacts  # noqa: Y015
 
 @_typing.final
+class LegalRequest(_message.Message):
+    """A legal request (an authority's, court's or arbitrator's order, §三.(一).1, §三.(四)) or a
+    business transfer (§三.(二).2) registered before any share may rest on it (R8, R10).
+    Dates are ISO 8601 calendar dates; a request is usable from valid_from through valid_until.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    BASIS_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    AUTHORITY_KIND_FIELD_NUMBER: _builtins.int
+    REFERENCE_FIELD_NUMBER: _builtins.int
+    EXEMPTION_CODE_FIELD_NUMBER: _builtins.int
+    RECIPIENT_ID_FIELD_NUMBER: _builtins.int
+    SUBJECT_IDS_FIELD_NUMBER: _builtins.int
+    ALL_SUBJECTS_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    VALID_FROM_FIELD_NUMBER: _builtins.int
+    VALID_UNTIL_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    REGISTERED_AT_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
+    REVOKED_BY_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Assigned by the gateway at registration ("lr-..."); ignored on RegisterLegalRequest."""
+    basis: _builtins.str
+    """LEGAL_OBLIGATION or EXEMPTION (kind "legal_request"), MERGER (kind "transfer")."""
+    authority: _builtins.str
+    """Who ordered it, e.g. "Haidian District People's Court"."""
+    authority_kind: _builtins.str
+    """COURT, PROCURATORATE, PUBLIC_SECURITY, REGULATOR, ARBITRATION; ACQUIRER for a transfer."""
+    reference: _builtins.str
+    """Case, order or document number."""
+    exemption_code: _builtins.str
+    """EXEMPTION only: one of the §三.(四) codes."""
+    recipient_id: _builtins.str
+    """The registered partner that may receive under this request."""
+    all_subjects: _builtins.bool
+    valid_from: _builtins.str
+    valid_until: _builtins.str
+    registered_by: _builtins.str
+    """Set by the gateway."""
+    registered_at: _builtins.str
+    revoked: _builtins.bool
+    revoked_by: _builtins.str
+    revoked_at: _builtins.str
+    kind: _builtins.str
+    """"legal_request" or "transfer", derived from the basis."""
+    @_builtins.property
+    def subject_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Scope: these subjects, or every subject when all_subjects is set (never both empty)."""
+
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Data categories in scope (at least one)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        basis: _builtins.str = ...,
+        authority: _builtins.str = ...,
+        authority_kind: _builtins.str = ...,
+        reference: _builtins.str = ...,
+        exemption_code: _builtins.str = ...,
+        recipient_id: _builtins.str = ...,
+        subject_ids: _abc.Iterable[_builtins.str] | None = ...,
+        all_subjects: _builtins.bool = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        valid_from: _builtins.str = ...,
+        valid_until: _builtins.str = ...,
+        registered_by: _builtins.str = ...,
+        registered_at: _builtins.str = ...,
+        revoked: _builtins.bool = ...,
+        revoked_by: _builtins.str = ...,
+        revoked_at: _builtins.str = ...,
+        kind: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_subjects", b"all_subjects", "authority", b"authority", "authority_kind", b"authority_kind", "basis", b"basis", "categories", b"categories", "exemption_code", b"exemption_code", "id", b"id", "kind", b"kind", "recipient_id", b"recipient_id", "reference", b"reference", "registered_at", b"registered_at", "registered_by", b"registered_by", "revoked", b"revoked", "revoked_at", b"revoked_at", "revoked_by", b"revoked_by", "subject_ids", b"subject_ids", "valid_from", b"valid_from", "valid_until", b"valid_until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LegalRequest: _TypeAlias = LegalRequest  # noqa: Y015
+
+@_typing.final
 class UpsertPartnerRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -424,3 +514,111 @@ class AdminAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AdminAck: _TypeAlias = AdminAck  # noqa: Y015
+
+@_typing.final
+class RegisterLegalRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_REQUEST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def legal_request(self) -> Global___LegalRequest: ...
+    def __init__(
+        self,
+        *,
+        legal_request: Global___LegalRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["legal_request", b"legal_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_request", b"legal_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterLegalRequestRequest: _TypeAlias = RegisterLegalRequestRequest  # noqa: Y015
+
+@_typing.final
+class ListLegalRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_ID_FIELD_NUMBER: _builtins.int
+    INCLUDE_REVOKED_FIELD_NUMBER: _builtins.int
+    recipient_id: _builtins.str
+    """Empty: every recipient."""
+    include_revoked: _builtins.bool
+    def __init__(
+        self,
+        *,
+        recipient_id: _builtins.str = ...,
+        include_revoked: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_revoked", b"include_revoked", "recipient_id", b"recipient_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegalRequestsRequest: _TypeAlias = ListLegalRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListLegalRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def legal_requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___LegalRequest]: ...
+    def __init__(
+        self,
+        *,
+        legal_requests: _abc.Iterable[Global___LegalRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_requests", b"legal_requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegalRequestsResponse: _TypeAlias = ListLegalRequestsResponse  # noqa: Y015
+
+@_typing.final
+class RevokeLegalRequestRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokeLegalRequestRequest: _TypeAlias = RevokeLegalRequestRequest  # noqa: Y015
+
+@_typing.final
+class SetLegalGrantRequest(_message.Message):
+    """The grant that lets a service principal (e.g. "svc:legal-desk") name legal requests in a
+    share (R10). granted=false removes it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRINCIPAL_FIELD_NUMBER: _builtins.int
+    GRANTED_FIELD_NUMBER: _builtins.int
+    principal: _builtins.str
+    granted: _builtins.bool
+    def __init__(
+        self,
+        *,
+        principal: _builtins.str = ...,
+        granted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["granted", b"granted", "principal", b"principal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetLegalGrantRequest: _TypeAlias = SetLegalGrantRequest  # noqa: Y015

@@ -69,6 +69,26 @@ class AdminServiceStub:
                 request_serializer=partner__gateway_dot_v1_dot_admin__pb2.ReloadPolicyRequest.SerializeToString,
                 response_deserializer=partner__gateway_dot_v1_dot_admin__pb2.ReloadPolicyResponse.FromString,
                 _registered_method=True)
+        self.RegisterLegalRequest = channel.unary_unary(
+                '/partner_gateway.v1.AdminService/RegisterLegalRequest',
+                request_serializer=partner__gateway_dot_v1_dot_admin__pb2.RegisterLegalRequestRequest.SerializeToString,
+                response_deserializer=partner__gateway_dot_v1_dot_admin__pb2.LegalRequest.FromString,
+                _registered_method=True)
+        self.ListLegalRequests = channel.unary_unary(
+                '/partner_gateway.v1.AdminService/ListLegalRequests',
+                request_serializer=partner__gateway_dot_v1_dot_admin__pb2.ListLegalRequestsRequest.SerializeToString,
+                response_deserializer=partner__gateway_dot_v1_dot_admin__pb2.ListLegalRequestsResponse.FromString,
+                _registered_method=True)
+        self.RevokeLegalRequest = channel.unary_unary(
+                '/partner_gateway.v1.AdminService/RevokeLegalRequest',
+                request_serializer=partner__gateway_dot_v1_dot_admin__pb2.RevokeLegalRequestRequest.SerializeToString,
+                response_deserializer=partner__gateway_dot_v1_dot_admin__pb2.LegalRequest.FromString,
+                _registered_method=True)
+        self.SetLegalGrant = channel.unary_unary(
+                '/partner_gateway.v1.AdminService/SetLegalGrant',
+                request_serializer=partner__gateway_dot_v1_dot_admin__pb2.SetLegalGrantRequest.SerializeToString,
+                response_deserializer=partner__gateway_dot_v1_dot_admin__pb2.AdminAck.FromString,
+                _registered_method=True)
 
 
 class AdminServiceServicer:
@@ -117,6 +137,32 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterLegalRequest(self, request, context):
+        """Legal requests and transfers (R8, R10): each registration and revocation is a ledger
+        entry (mode "registry") written before it takes effect.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLegalRequests(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeLegalRequest(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLegalGrant(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +200,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.ReloadPolicy,
                     request_deserializer=partner__gateway_dot_v1_dot_admin__pb2.ReloadPolicyRequest.FromString,
                     response_serializer=partner__gateway_dot_v1_dot_admin__pb2.ReloadPolicyResponse.SerializeToString,
+            ),
+            'RegisterLegalRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterLegalRequest,
+                    request_deserializer=partner__gateway_dot_v1_dot_admin__pb2.RegisterLegalRequestRequest.FromString,
+                    response_serializer=partner__gateway_dot_v1_dot_admin__pb2.LegalRequest.SerializeToString,
+            ),
+            'ListLegalRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLegalRequests,
+                    request_deserializer=partner__gateway_dot_v1_dot_admin__pb2.ListLegalRequestsRequest.FromString,
+                    response_serializer=partner__gateway_dot_v1_dot_admin__pb2.ListLegalRequestsResponse.SerializeToString,
+            ),
+            'RevokeLegalRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeLegalRequest,
+                    request_deserializer=partner__gateway_dot_v1_dot_admin__pb2.RevokeLegalRequestRequest.FromString,
+                    response_serializer=partner__gateway_dot_v1_dot_admin__pb2.LegalRequest.SerializeToString,
+            ),
+            'SetLegalGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLegalGrant,
+                    request_deserializer=partner__gateway_dot_v1_dot_admin__pb2.SetLegalGrantRequest.FromString,
+                    response_serializer=partner__gateway_dot_v1_dot_admin__pb2.AdminAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -345,6 +411,114 @@ class AdminService:
             '/partner_gateway.v1.AdminService/ReloadPolicy',
             partner__gateway_dot_v1_dot_admin__pb2.ReloadPolicyRequest.SerializeToString,
             partner__gateway_dot_v1_dot_admin__pb2.ReloadPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterLegalRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/partner_gateway.v1.AdminService/RegisterLegalRequest',
+            partner__gateway_dot_v1_dot_admin__pb2.RegisterLegalRequestRequest.SerializeToString,
+            partner__gateway_dot_v1_dot_admin__pb2.LegalRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLegalRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/partner_gateway.v1.AdminService/ListLegalRequests',
+            partner__gateway_dot_v1_dot_admin__pb2.ListLegalRequestsRequest.SerializeToString,
+            partner__gateway_dot_v1_dot_admin__pb2.ListLegalRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeLegalRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/partner_gateway.v1.AdminService/RevokeLegalRequest',
+            partner__gateway_dot_v1_dot_admin__pb2.RevokeLegalRequestRequest.SerializeToString,
+            partner__gateway_dot_v1_dot_admin__pb2.LegalRequest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLegalGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/partner_gateway.v1.AdminService/SetLegalGrant',
+            partner__gateway_dot_v1_dot_admin__pb2.SetLegalGrantRequest.SerializeToString,
+            partner__gateway_dot_v1_dot_admin__pb2.AdminAck.FromString,
             options,
             channel_credentials,
             insecure,

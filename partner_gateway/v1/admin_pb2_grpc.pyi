@@ -39,6 +39,13 @@ class AdminServiceStub:
     DeleteSubject: _grpc.UnaryUnaryMultiCallable[_admin_pb2.DeleteSubjectRequest, _admin_pb2.AdminAck]
     """Account deletion (§五.(三)): marks the subject deleted and forgets its ledger salt."""
     ReloadPolicy: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ReloadPolicyRequest, _admin_pb2.ReloadPolicyResponse]
+    RegisterLegalRequest: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RegisterLegalRequestRequest, _admin_pb2.LegalRequest]
+    """Legal requests and transfers (R8, R10): each registration and revocation is a ledger
+    entry (mode "registry") written before it takes effect.
+    """
+    ListLegalRequests: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListLegalRequestsRequest, _admin_pb2.ListLegalRequestsResponse]
+    RevokeLegalRequest: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RevokeLegalRequestRequest, _admin_pb2.LegalRequest]
+    SetLegalGrant: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetLegalGrantRequest, _admin_pb2.AdminAck]
 
 @_typing.type_check_only
 class AdminServiceAsyncStub(AdminServiceStub):
@@ -51,6 +58,13 @@ class AdminServiceAsyncStub(AdminServiceStub):
     DeleteSubject: _aio.UnaryUnaryMultiCallable[_admin_pb2.DeleteSubjectRequest, _admin_pb2.AdminAck]  # type: ignore[assignment]
     """Account deletion (§五.(三)): marks the subject deleted and forgets its ledger salt."""
     ReloadPolicy: _aio.UnaryUnaryMultiCallable[_admin_pb2.ReloadPolicyRequest, _admin_pb2.ReloadPolicyResponse]  # type: ignore[assignment]
+    RegisterLegalRequest: _aio.UnaryUnaryMultiCallable[_admin_pb2.RegisterLegalRequestRequest, _admin_pb2.LegalRequest]  # type: ignore[assignment]
+    """Legal requests and transfers (R8, R10): each registration and revocation is a ledger
+    entry (mode "registry") written before it takes effect.
+    """
+    ListLegalRequests: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListLegalRequestsRequest, _admin_pb2.ListLegalRequestsResponse]  # type: ignore[assignment]
+    RevokeLegalRequest: _aio.UnaryUnaryMultiCallable[_admin_pb2.RevokeLegalRequestRequest, _admin_pb2.LegalRequest]  # type: ignore[assignment]
+    SetLegalGrant: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetLegalGrantRequest, _admin_pb2.AdminAck]  # type: ignore[assignment]
 
 class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -102,5 +116,36 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ReloadPolicyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.ReloadPolicyResponse, _abc.Awaitable[_admin_pb2.ReloadPolicyResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RegisterLegalRequest(
+        self,
+        request: _admin_pb2.RegisterLegalRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.LegalRequest, _abc.Awaitable[_admin_pb2.LegalRequest]]:
+        """Legal requests and transfers (R8, R10): each registration and revocation is a ledger
+        entry (mode "registry") written before it takes effect.
+        """
+
+    @_abc_1.abstractmethod
+    def ListLegalRequests(
+        self,
+        request: _admin_pb2.ListLegalRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ListLegalRequestsResponse, _abc.Awaitable[_admin_pb2.ListLegalRequestsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RevokeLegalRequest(
+        self,
+        request: _admin_pb2.RevokeLegalRequestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.LegalRequest, _abc.Awaitable[_admin_pb2.LegalRequest]]: ...
+
+    @_abc_1.abstractmethod
+    def SetLegalGrant(
+        self,
+        request: _admin_pb2.SetLegalGrantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.AdminAck, _abc.Awaitable[_admin_pb2.AdminAck]]: ...
 
 def add_AdminServiceServicer_to_server(servicer: AdminServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -108,21 +108,28 @@ class LegalBasis(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     REFERENCE_FIELD_NUMBER: _builtins.int
     EXEMPTION_CODE_FIELD_NUMBER: _builtins.int
+    LEGAL_REQUEST_ID_FIELD_NUMBER: _builtins.int
     kind: Global___LegalBasisKind.ValueType
     reference: _builtins.str
     """Case, order or document number the basis rests on (R9, R10)."""
     exemption_code: _builtins.str
     """One of the §三.(四) exemption codes, e.g. "criminal_investigation" (R10)."""
+    legal_request_id: _builtins.str
+    """LEGAL_OBLIGATION, EXEMPTION (and PUBLIC_DISCLOSURE under them) and MERGER: the id of
+    the legal request or transfer registered beforehand through AdminService (R8, R10).
+    Its registered reference and exemption code are the ones the decision rests on.
+    """
     def __init__(
         self,
         *,
         kind: Global___LegalBasisKind.ValueType = ...,
         reference: _builtins.str = ...,
         exemption_code: _builtins.str = ...,
+        legal_request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["exemption_code", b"exemption_code", "kind", b"kind", "reference", b"reference"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exemption_code", b"exemption_code", "kind", b"kind", "legal_request_id", b"legal_request_id", "reference", b"reference"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -414,18 +421,24 @@ class EvaluateResponse(_message.Message):
 
     DECISION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     @_builtins.property
     def decision(self) -> Global___Decision: ...
+    @_builtins.property
+    def receipt(self) -> Global___DisclosureReceipt:
+        """The dry run's own ledger entry (mode "evaluate"): nothing was disclosed."""
+
     def __init__(
         self,
         *,
         decision: Global___Decision | None = ...,
         request_id: _builtins.str = ...,
+        receipt: Global___DisclosureReceipt | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "receipt", b"receipt", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -62,7 +62,8 @@ class ShareServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Evaluate(self, request, context):
-        """Decide only (a dry run): nothing is disclosed, so nothing is written to the ledger.
+        """Decide only (a dry run): nothing is disclosed; the decision is recorded in the ledger
+        (mode "evaluate", R18) before it is answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,9 @@ class ShareServiceStub:
     Share: _grpc.UnaryUnaryMultiCallable[_share_pb2.ShareRequest, _share_pb2.ShareResponse]
     """Decide, record in the ledger, then disclose the sanitized records."""
     Evaluate: _grpc.UnaryUnaryMultiCallable[_share_pb2.ShareRequest, _share_pb2.EvaluateResponse]
-    """Decide only (a dry run): nothing is disclosed, so nothing is written to the ledger."""
+    """Decide only (a dry run): nothing is disclosed; the decision is recorded in the ledger
+    (mode "evaluate", R18) before it is answered.
+    """
     ShareStream: _grpc.StreamStreamMultiCallable[_share_pb2.ShareChunk, _share_pb2.ShareStreamResponse]
     """Bulk variant of Share for large batches."""
 
@@ -47,7 +49,9 @@ class ShareServiceAsyncStub(ShareServiceStub):
     Share: _aio.UnaryUnaryMultiCallable[_share_pb2.ShareRequest, _share_pb2.ShareResponse]  # type: ignore[assignment]
     """Decide, record in the ledger, then disclose the sanitized records."""
     Evaluate: _aio.UnaryUnaryMultiCallable[_share_pb2.ShareRequest, _share_pb2.EvaluateResponse]  # type: ignore[assignment]
-    """Decide only (a dry run): nothing is disclosed, so nothing is written to the ledger."""
+    """Decide only (a dry run): nothing is disclosed; the decision is recorded in the ledger
+    (mode "evaluate", R18) before it is answered.
+    """
     ShareStream: _aio.StreamStreamMultiCallable[_share_pb2.ShareChunk, _share_pb2.ShareStreamResponse]  # type: ignore[assignment]
     """Bulk variant of Share for large batches."""
 
@@ -66,7 +70,9 @@ class ShareServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _share_pb2.ShareRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_share_pb2.EvaluateResponse, _abc.Awaitable[_share_pb2.EvaluateResponse]]:
-        """Decide only (a dry run): nothing is disclosed, so nothing is written to the ledger."""
+        """Decide only (a dry run): nothing is disclosed; the decision is recorded in the ledger
+        (mode "evaluate", R18) before it is answered.
+        """
 
     @_abc_1.abstractmethod
     def ShareStream(

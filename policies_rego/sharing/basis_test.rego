@@ -1,8 +1,46 @@
 # METADATA
-# description: Tests of R8 (transfer), R9 (public disclosure), R10 (exemption) and R16 (de-identified data).
+# description: Tests of R8 (transfer), R9 (public disclosure), R10 (exemption, registered legal requests) and R16 (de-identified data).
 package sharing_test
 
 import rego.v1
+
+# A police data request registered through AdminService (R10, §三.(一).1).
+legal_request := {
+	"id": "lr-1", "kind": "legal_request", "basis": "LEGAL_OBLIGATION",
+	"authority_kind": "PUBLIC_SECURITY", "reference": "case 2026-0042", "exemption_code": "",
+	"recipient": "pso", "all_subjects": false,
+	"categories": ["user.name", "user.contact.phone", "user.contact.address"],
+	"valid_from": "2026-11-01", "valid_until": "2026-12-31", "revoked": false,
+}
+
+# The share that request allows: to the AUTHORITY it names, by a caller holding the grant,
+# for subjects inside its scope.
+authority_input := object.union(vendor_input, {
+	"caller": {"principal": "svc:legal-desk", "role": "service", "legal_grant": true},
+	"request": object.union(vendor_input.request, {
+		"purpose": "legal_request",
+		"legal_basis": {"kind": "LEGAL_OBLIGATION", "reference": "", "exemption_code": ""},
+		"legal_request": legal_request,
+	}),
+	"recipient": object.union(vendor_input.recipient, {
+		"id": "pso", "kind": "AUTHORITY",
+		"agreement": {
+			"purposes": ["legal_request"],
+			"categories": ["user.name", "user.contact.phone", "user.contact.address"],
+			"expires": "2027-12-31", "binds_policy": false,
+		},
+	}),
+	"subjects": [in_scope(adult)],
+})
+
+in_scope(s) := object.union(s, {"in_legal_scope": true})
+
+exemption_request := object.union(legal_request, {"basis": "EXEMPTION", "exemption_code": "criminal_investigation"})
+
+exemption_input := object.union(authority_input, {"request": object.union(authority_input.request, {
+	"legal_basis": {"kind": "EXEMPTION", "reference": "", "exemption_code": ""},
+	"legal_request": exemption_request,
+})})
 
 acquirer_input := object.union(vendor_input, {
 	"request": object.union(vendor_input.request, {
@@ -17,17 +55,41 @@ acquirer_input := object.union(vendor_input, {
 			"expires": "2027-12-31", "binds_policy": true,
 		},
 	}),
+	"subjects": [in_scope(adult)],
+})
+
+# The registered transfer a MERGER rests on (R8, §三.(二).2).
+transfer_request := object.union(legal_request, {
+	"kind": "transfer", "basis": "MERGER", "authority_kind": "ACQUIRER",
+	"reference": "merger agreement 2026-07", "recipient": "newco", "all_subjects": true,
+})
+
+merger_input := object.union(acquirer_input, {
+	"caller": {"principal": "svc:legal-desk", "role": "service", "legal_grant": true},
+	"request": object.union(acquirer_input.request, {"legal_request": transfer_request}),
 })
 
 transfer_consent := {"recipient": "newco", "purpose": "", "scope": "TRANSFER", "categories": ["user.name", "user.contact.phone", "user.contact.address"]}
 
-test_r8_allows_merger_to_bound_acquirer if {
-	d := data.sharing.decision with input as acquirer_input
+test_r8_allows_registered_merger_to_bound_acquirer if {
+	d := data.sharing.decision with input as merger_input
 	d.allow
 }
 
+test_r8_refuses_merger_without_registered_transfer if {
+	d := data.sharing.decision with input as acquirer_input
+	not d.allow
+	"R8.no_legal_request" in codes(d)
+}
+
+test_r8_refuses_merger_to_non_acquirer if {
+	d := data.sharing.decision with input as merger_input with input.recipient.kind as "AFFILIATE"
+	not d.allow
+	"R8.recipient_kind" in codes(d)
+}
+
 test_r8_refuses_merger_to_unbound_acquirer if {
-	d := data.sharing.decision with input as acquirer_input with input.recipient.agreement.binds_policy as false
+	d := data.sharing.decision with input as merger_input with input.recipient.agreement.binds_policy as false
 	not d.allow
 	"R8.acquirer_not_bound" in codes(d)
 }
@@ -48,17 +110,23 @@ test_r8_consent_transfer_keeps_only_consenting_subjects if {
 	count(excluded_codes(d, "1")) == 0
 }
 
-test_r9_allows_disclosure_by_law_with_reference if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.action as "PUBLIC_DISCLOSURE"
-		with input.request.legal_basis as {"kind": "LEGAL_OBLIGATION", "reference": "order 2026-17", "exemption_code": ""}
+test_r9_allows_disclosure_by_law_under_registered_request if {
+	d := data.sharing.decision with input as authority_input with input.request.action as "PUBLIC_DISCLOSURE"
 	d.allow
 }
 
-test_r9_refuses_disclosure_by_law_without_reference if {
+test_r9_refuses_disclosure_by_law_without_registered_request if {
 	d := data.sharing.decision with input as vendor_input
 		with input.request.action as "PUBLIC_DISCLOSURE"
-		with input.request.legal_basis as {"kind": "LEGAL_OBLIGATION", "reference": "", "exemption_code": ""}
+		with input.request.legal_basis as {"kind": "LEGAL_OBLIGATION", "reference": "order 2026-17", "exemption_code": ""}
+	not d.allow
+	"R10.no_legal_request" in codes(d)
+}
+
+test_r9_refuses_disclosure_by_law_without_reference if {
+	d := data.sharing.decision with input as authority_input
+		with input.request.action as "PUBLIC_DISCLOSURE"
+		with input.request.legal_request.reference as ""
 	not d.allow
 	"R9.missing_reference" in codes(d)
 }
@@ -77,32 +145,139 @@ test_r9_consent_disclosure_excludes_subjects_without_consent if {
 	"R9.no_disclosure_consent" in excluded_codes(d, "0")
 }
 
-test_r10_allows_exemption_with_code_and_reference if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "criminal_investigation", "reference": "case 2026-0042"}
+test_r10_allows_registered_exemption if {
+	d := data.sharing.decision with input as exemption_input
 	d.allow
 }
 
 test_r10_refuses_exemption_without_reference if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "criminal_investigation", "reference": ""}
+	d := data.sharing.decision with input as exemption_input with input.request.legal_request.reference as ""
 	not d.allow
 	"R10.missing_reference" in codes(d)
 }
 
 test_r10_refuses_unknown_exemption_code if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "curiosity", "reference": "x"}
+	d := data.sharing.decision with input as exemption_input with input.request.legal_request.exemption_code as "curiosity"
 	not d.allow
 	"R10.unknown_exemption_code" in codes(d)
 }
 
 test_r10_exemption_skips_consent_rules if {
-	child := object.union(adult, {"age": 10, "consent_withdrawn": true})
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "vital_interest", "reference": "ticket 7"}
-		with input.subjects as [child]
+	child := in_scope(object.union(adult, {"age": 10, "consent_withdrawn": true}))
+	d := data.sharing.decision with input as exemption_input with input.subjects as [child]
 	d.allow
+}
+
+test_r10_legal_obligation_skips_consent_rules if {
+	child := in_scope(object.union(adult, {"age": 9, "consent_withdrawn": true, "account_deleted": true}))
+	d := data.sharing.decision with input as authority_input with input.subjects as [child]
+	d.allow
+	count(d.excluded) == 0
+}
+
+# Issue 11, item 1: the caller's word is not a legal basis.
+test_r10_refuses_legal_obligation_without_registered_request if {
+	d := data.sharing.decision with input as ad_input
+		with input.request.legal_basis as {"kind": "LEGAL_OBLIGATION", "reference": "", "exemption_code": ""}
+	not d.allow
+	"R10.no_legal_request" in codes(d)
+	"R10.recipient_kind" in codes(d)
+}
+
+test_r10_refuses_exemption_with_a_made_up_reference if {
+	d := data.sharing.decision with input as ad_input
+		with input.request.legal_basis as {"kind": "EXEMPTION", "reference": "x", "exemption_code": "public_safety"}
+	not d.allow
+	"R10.no_legal_request" in codes(d)
+}
+
+test_r10_refuses_unknown_legal_request if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request as null
+	not d.allow
+	"R10.unknown_legal_request" in codes(d)
+}
+
+test_r10_refuses_a_registered_request_to_an_ad_partner if {
+	d := data.sharing.decision with input as authority_input with input.recipient.kind as "AD_PARTNER"
+	not d.allow
+	"R10.recipient_kind" in codes(d)
+}
+
+test_r10_refuses_expired_request if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.valid_until as "2026-11-28"
+	not d.allow
+	"R10.legal_request_expired" in codes(d)
+}
+
+test_r10_refuses_request_not_yet_valid if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.valid_from as "2026-11-30"
+	not d.allow
+	"R10.legal_request_not_yet_valid" in codes(d)
+}
+
+test_r10_refuses_revoked_request if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.revoked as true
+	not d.allow
+	"R10.legal_request_revoked" in codes(d)
+}
+
+test_r10_refuses_caller_without_grant if {
+	d := data.sharing.decision with input as authority_input with input.caller.legal_grant as false
+	not d.allow
+	"R10.no_grant" in codes(d)
+}
+
+test_r10_pull_needs_no_caller_grant if {
+	d := data.sharing.decision with input as authority_input
+		with input.caller as {"principal": "partner:pso", "role": "partner", "partner_id": "pso"}
+		with input.request.mode as "pull"
+	d.allow
+}
+
+test_r10_refuses_other_recipient if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.recipient as "other-bureau"
+	not d.allow
+	"R10.recipient_mismatch" in codes(d)
+}
+
+test_r10_refuses_category_outside_request if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.categories as ["user.name"]
+	not d.allow
+	some r in d.reasons
+	r.code == "R10.out_of_scope_category"
+	contains(r.message, "user.contact.phone")
+}
+
+test_r10_refuses_subject_outside_request if {
+	outside := object.union(adult, {"ref": "1", "in_legal_scope": false})
+	d := data.sharing.decision with input as authority_input with input.subjects as [in_scope(adult), outside]
+	not d.allow
+	"R10.out_of_scope_subject" in codes(d)
+}
+
+test_r10_all_subjects_request_covers_any_subject if {
+	d := data.sharing.decision with input as authority_input
+		with input.request.legal_request.all_subjects as true
+		with input.subjects as [adult]
+	d.allow
+}
+
+test_r10_refuses_request_for_another_basis if {
+	d := data.sharing.decision with input as exemption_input with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
+	not d.allow
+	"R10.legal_request_basis" in codes(d)
+}
+
+test_r10_refuses_unknown_authority_kind if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.authority_kind as "NEIGHBOUR"
+	not d.allow
+	"R10.authority_kind" in codes(d)
+}
+
+test_r10_refuses_a_code_other_than_the_registered_one if {
+	d := data.sharing.decision with input as exemption_input with input.request.legal_basis.exemption_code as "public_safety"
+	not d.allow
+	"R10.exemption_code_mismatch" in codes(d)
 }
 
 qi(city) := {"user.location.city": city}

@@ -104,9 +104,8 @@ test_r11_unknown_age_is_not_taken_for_an_adult if {
 }
 
 test_r11_legal_obligation_needs_no_guardian_consent if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
-		with input.subjects as [object.union(adult, {"age": 9})]
+	d := data.sharing.decision with input as authority_input
+		with input.subjects as [in_scope(object.union(adult, {"age": 9}))]
 	d.allow
 }
 
@@ -185,8 +184,7 @@ test_r14_allows_explicit_consent_covering_the_share if {
 }
 
 test_r14_withdrawal_does_not_block_legal_obligation if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
-		with input.subjects as [object.union(adult, {"consent_withdrawn": true})]
+	d := data.sharing.decision with input as authority_input
+		with input.subjects as [in_scope(object.union(adult, {"consent_withdrawn": true}))]
 	d.allow
 }

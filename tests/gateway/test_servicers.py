@@ -287,12 +287,13 @@ def test_call_without_principal_is_unauthenticated(registry: Registry, tmp_path:
     assert code == grpc.StatusCode.UNAUTHENTICATED
 
 
-def test_evaluate_answers_without_recording(registry: Registry, tmp_path: Path) -> None:
-    """Evaluate returns the decision and appends nothing."""
+def test_evaluate_is_recorded_and_discloses_nothing(registry: Registry, tmp_path: Path) -> None:
+    """Evaluate returns the decision after appending it with mode evaluate and no records."""
     ledger = ListLedger()
     response, code, _ = call(share_server(registry, tmp_path, ledger=ledger), request(), "Evaluate")
     assert code == grpc.StatusCode.OK and response.decision.allowed
-    assert ledger.appended == []
+    [entry] = ledger.appended
+    assert (entry.mode, entry.record_count, entry.subject_ids) == ("evaluate", 0, ())
 
 
 def admin_call(servicer: AdminServicer, method: str, req: Any) -> tuple[Any, grpc.StatusCode]:

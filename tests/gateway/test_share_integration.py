@@ -171,15 +171,18 @@ def test_unknown_field_is_invalid_argument_with_a_reason(
     assert info.reason == "request.unknown_field"
 
 
-def test_evaluate_decides_without_disclosing_or_recording(
+def test_evaluate_decides_without_disclosing_and_is_recorded(
     gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
 ) -> None:
-    """Evaluate returns the decision only; the ledger does not grow."""
+    """Evaluate returns the decision only, after writing it to the ledger (mode evaluate, R18)."""
     before = gw.gateway.ledger.size
     resp = share.Evaluate(ad_request("adco", "u1001", "u1002"))
     assert resp.decision.allowed
     assert [e.subject_id for e in resp.decision.excluded_subjects] == ["u1002"]
-    assert gw.gateway.ledger.size == before
+    assert gw.gateway.ledger.size == before + 1
+    entry = gw.gateway.ledger.get_entry(resp.receipt.ledger_index).entry
+    assert (entry.mode, entry.decision, entry.record_count) == ("evaluate", "ALLOW", 0)
+    assert entry.subjects == ()
 
 
 def test_share_stream_decides_once_for_the_whole_batch(
@@ -237,12 +240,14 @@ def test_a_share_waiting_for_its_ledger_commit_blocks_no_other_call(
     gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
 ) -> None:
     """Share waits for the durable append without holding the server: while the ledger
-    writer is stalled, Evaluate is still answered; the share completes once it commits."""
+    writer is stalled, other calls are still answered; the share completes once it commits.
+    (Evaluate is recorded too since issue 11, so it waits for the writer like Share.)"""
     ledger = gw.gateway.ledger
+    health = health_pb2_grpc.HealthStub(gw.channel("service", "checkout"))
     with stalled_writer(ledger):
         pending = [share.Share.future(delivery_request(), timeout=20) for _ in range(8)]
-        decision = share.Evaluate(delivery_request(), timeout=5).decision
-        assert decision.allowed
+        status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+        assert status == health_pb2.HealthCheckResponse.SERVING
         assert not any(f.done() for f in pending)  # nothing leaves before its commit
     indexes = [f.result().receipt.ledger_index for f in pending]
     assert len(set(indexes)) == 8
