@@ -28,6 +28,7 @@ from gateway.enforcement import (
     transform_record,
 )
 from gateway.errors import InvalidRequestError
+from gateway.inspection import identifiers_in_record
 from gateway.policy import PolicyDecision, PolicyEngine, Reason
 from gateway.registry import Registry, SubjectFacts
 from gateway.registry.legal import LegalRequestFacts
@@ -260,6 +261,13 @@ class Sharing:
                         reason="request.unknown_field",
                     )
                 categories.add(category)
+        # R19: identifiers found per subject as (field, category, kind); never the value.
+        found: dict[str, set[tuple[str, str, str]]] = {}
+        for record in order.records:
+            for name, kinds in identifiers_in_record(record.fields).items():
+                found.setdefault(record.subject_id, set()).update(
+                    (name, schema[name], str(kind)) for kind in kinds
+                )
         order_ids = _order_ids(order)
         legal = (
             self._registry.legal.facts(
@@ -280,8 +288,13 @@ class Sharing:
         if order.legal_request_id:
             # R10: the grant and the scope as booleans; no subject id reaches the policy.
             caller["legal_grant"] = legal is not None and legal.caller_granted
-            for sid, subject in zip(refs, subjects, strict=True):
+        for sid, subject in zip(refs, subjects, strict=True):
+            if order.legal_request_id:
                 subject["in_legal_scope"] = legal is not None and sid in legal.in_scope
+            if sid in found:
+                subject["identifiers"] = [
+                    {"field": f, "category": c, "kind": k} for f, c, k in sorted(found[sid])
+                ]
         policy_input = {
             "contract": CONTRACT_VERSION,
             "today": today.isoformat(),
