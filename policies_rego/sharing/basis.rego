@@ -109,11 +109,15 @@ _lr := x if {
 	is_object(x)
 }
 
+# A field of the named request, "" when absent: refusal rules negate comparisons, and OPA
+# moves an undefined reference out of a negation (opa#1877), so they never read one.
+_lr_get(key) := object.get(_lr, key, "")
+
 _lr_in_scope(lr) if lr.all_subjects == true
 
 _lr_in_scope(_) if {
 	every s in input.subjects {
-		s.in_legal_scope == true
+		object.get(s, "in_legal_scope", false) == true
 	}
 }
 
@@ -165,32 +169,27 @@ _deny_basis contains _reason(_lr_code("unknown_legal_request"), "the named legal
 	not _lr
 }
 
-_deny_basis contains _reason(_lr_code("legal_request_basis"), concat("", ["the legal request is registered for ", _show(_lr.basis), " (", _show(_lr.kind), "), not for ", _basis])) if {
+_deny_basis contains _reason(_lr_code("legal_request_basis"), concat("", ["the legal request is registered for ", _show(_lr_get("basis")), " (", _show(_lr_get("kind")), "), not for ", _basis])) if {
 	_lr
-	not _lr.basis == _basis
-}
-
-_deny_basis contains _reason(_lr_code("legal_request_basis"), concat("", ["the legal request is registered for ", _show(_lr.basis), " (", _show(_lr.kind), "), not for ", _basis])) if {
-	_lr.basis == _basis
-	not _lr.kind == _lr_kind
+	[_lr_get("basis"), _lr_get("kind")] != [_basis, _lr_kind]
 }
 
 _deny_basis contains _reason(_lr_code("legal_request_revoked"), "the legal request was revoked") if {
 	_lr_kind
 	_lr
-	not _lr.revoked == false
+	object.get(_lr, "revoked", true) != false
 }
 
-_deny_basis contains _reason(_lr_code("legal_request_expired"), concat("", ["the legal request was valid until ", _show(_lr.valid_until)])) if {
+_deny_basis contains _reason(_lr_code("legal_request_expired"), concat("", ["the legal request was valid until ", _show(_lr_get("valid_until"))])) if {
 	_lr_kind
 	_lr
-	not _current(_lr.valid_until)
+	not _current(_lr_get("valid_until"))
 }
 
-_deny_basis contains _reason(_lr_code("legal_request_not_yet_valid"), concat("", ["the legal request is valid from ", _show(_lr.valid_from)])) if {
+_deny_basis contains _reason(_lr_code("legal_request_not_yet_valid"), concat("", ["the legal request is valid from ", _show(_lr_get("valid_from"))])) if {
 	_lr_kind
 	_lr
-	not _lr_date_started(_lr.valid_from)
+	not _lr_date_started(_lr_get("valid_from"))
 }
 
 _deny_basis contains _reason(_lr_code("no_grant"), concat("", ["caller ", _show(_caller.principal), " holds no grant for legal requests"])) if {
@@ -198,10 +197,10 @@ _deny_basis contains _reason(_lr_code("no_grant"), concat("", ["caller ", _show(
 	not _lr_granted
 }
 
-_deny_basis contains _reason(_lr_code("recipient_mismatch"), concat("", ["the legal request names recipient ", _show(_lr.recipient), ", not ", _show(_recipient_id)])) if {
+_deny_basis contains _reason(_lr_code("recipient_mismatch"), concat("", ["the legal request names recipient ", _show(_lr_get("recipient")), ", not ", _show(_recipient_id)])) if {
 	_lr_kind
 	_lr
-	not _lr.recipient == _recipient_id
+	_lr_get("recipient") != _recipient_id
 }
 
 _deny_basis contains _reason(_lr_code("recipient_kind"), concat("", ["legal basis ", _basis, " needs a recipient of kind ", concat(" or ", _lr_params.recipient_kinds[_lr_kind]), "; ", _show(_recipient_id), " is ", _show(_kind)])) if {
@@ -209,16 +208,16 @@ _deny_basis contains _reason(_lr_code("recipient_kind"), concat("", ["legal basi
 	not _kind in _lr_params.recipient_kinds[_lr_kind]
 }
 
-_deny_basis contains _reason(_lr_code("authority_kind"), concat("", ["a ", _lr_kind, " cannot come from authority kind ", _show(_lr.authority_kind)])) if {
+_deny_basis contains _reason(_lr_code("authority_kind"), concat("", ["a ", _lr_kind, " cannot come from authority kind ", _show(_lr_get("authority_kind"))])) if {
 	_lr_kind
 	_lr
-	not _lr.authority_kind in _lr_params.authority_kinds[_lr_kind]
+	not _lr_get("authority_kind") in _lr_params.authority_kinds[_lr_kind]
 }
 
 _deny_basis contains _reason(_lr_code("out_of_scope_category"), concat("", ["categories outside the legal request: ", concat(", ", sort(outside))])) if {
 	_lr_kind
 	_lr
-	scope := {c | some c in _lr.categories}
+	scope := {c | some c in object.get(_lr, "categories", [])}
 	outside := {_show(c) | some c in _categories; not c in scope}
 	count(outside) > 0
 }
@@ -226,21 +225,21 @@ _deny_basis contains _reason(_lr_code("out_of_scope_category"), concat("", ["cat
 _deny_basis contains _reason(_lr_code("out_of_scope_subject"), concat("", [format_int(count(outside), 10), " subject(s) are outside the legal request"])) if {
 	_lr_kind
 	_lr
-	not _lr.all_subjects == true
-	outside := [s | some s in _subjects; not s.in_legal_scope == true]
+	object.get(_lr, "all_subjects", false) != true
+	outside := [s | some s in _subjects; object.get(s, "in_legal_scope", false) != true]
 	count(outside) > 0
 }
 
 _deny_basis contains _reason(_lr_code("exemption_code_mismatch"), "the order's exemption code differs from the registered one") if {
 	_lr_kind
 	_lr
-	not _exemption_code in {"", _lr.exemption_code}
+	not _exemption_code in {"", _lr_get("exemption_code")}
 }
 
 _deny_basis contains _reason(_lr_code("reference_mismatch"), "the order's reference differs from the registered one") if {
 	_lr_kind
 	_lr
-	not _reference in {"", _lr.reference}
+	not _reference in {"", _lr_get("reference")}
 }
 
 # R16, last paragraph of §三.(四): de-identified means no identity category remains and

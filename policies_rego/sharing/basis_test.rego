@@ -312,3 +312,22 @@ test_r16_refuses_identity_category if {
 	not d.allow
 	"R16.identity_category" in codes(d)
 }
+
+test_r1_refuses_a_malformed_legal_request if {
+	d := data.sharing.decision with input as authority_input with input.request.legal_request.revoked as "no"
+	not d.allow
+	"R1.malformed_input" in codes(d)
+}
+
+test_r1_refuses_a_legal_request_missing_a_key if {
+	d := data.sharing.decision with input as authority_input
+		with input.request.legal_request as object.remove(legal_request, ["valid_until"])
+	not d.allow
+	"R1.malformed_input" in codes(d)
+}
+
+test_r10_subject_without_scope_flag_is_out_of_scope if {
+	d := data.sharing.decision with input as authority_input with input.subjects as [adult]
+	not d.allow
+	"R10.out_of_scope_subject" in codes(d)
+}

@@ -141,7 +141,7 @@ _input_keys := {"contract": "string", "today": "string", "caller": "object", "re
 
 _caller_keys := {"principal": "string", "role": "string"}
 
-_caller_optional_keys := {"partner_id": "string"}
+_caller_optional_keys := {"partner_id": "string", "legal_grant": "boolean"}
 
 _request_keys := {
 	"mode": "string",
@@ -153,7 +153,23 @@ _request_keys := {
 	"quasi_identifiers": "array",
 }
 
-_request_optional_keys := {"record_type": "string"}
+_request_optional_keys := {"record_type": "string", "legal_request": "object or null"}
+
+# A named legal request (R8, R10; CONTRACT.md "Legal requests"), when it is an object.
+_legal_request_keys := {
+	"id": "string",
+	"kind": "string",
+	"basis": "string",
+	"authority_kind": "string",
+	"reference": "string",
+	"exemption_code": "string",
+	"recipient": "string",
+	"all_subjects": "boolean",
+	"categories": "array of strings",
+	"valid_from": "string",
+	"valid_until": "string",
+	"revoked": "boolean",
+}
 
 _legal_basis_keys := {"kind": "string", "reference": "string", "exemption_code": "string"}
 
@@ -196,6 +212,10 @@ _is_type(x, "number or null") if is_number(x)
 
 _is_type(x, "number or null") if x == null
 
+_is_type(x, "object or null") if is_object(x)
+
+_is_type(x, "object or null") if x == null
+
 _is_type(x, "array of strings") if {
 	is_array(x)
 	every e in x {
@@ -223,6 +243,11 @@ _gate_objects contains ["input.request", input.request, _request_keys, _request_
 
 _gate_objects contains ["input.request.legal_basis", x, _legal_basis_keys, {}] if {
 	x := input.request.legal_basis
+	is_object(x)
+}
+
+_gate_objects contains ["input.request.legal_request", x, _legal_request_keys, {}] if {
+	x := input.request.legal_request
 	is_object(x)
 }
 
@@ -312,6 +337,7 @@ input_well_formed if {
 	is_string(input.caller.principal)
 	is_string(input.caller.role)
 	_optional_ok(input.caller, "partner_id", "string")
+	_optional_ok(input.caller, "legal_grant", "boolean")
 	is_string(input.request.mode)
 	is_string(input.request.action)
 	is_string(input.request.purpose)
@@ -319,6 +345,7 @@ input_well_formed if {
 	is_string(input.request.legal_basis.reference)
 	is_string(input.request.legal_basis.exemption_code)
 	_optional_ok(input.request, "record_type", "string")
+	_legal_request_well_formed
 	is_string(input.request.destination_region)
 	_is_type(input.request.categories, "array of strings")
 	is_array(input.request.quasi_identifiers)
@@ -357,6 +384,16 @@ _optional_ok(obj, key, type) if _key_ok(obj, key, type)
 _has_key(obj, key) if {
 	some k, _ in obj
 	k == key
+}
+
+_legal_request_well_formed if not _has_key(input.request, "legal_request")
+
+_legal_request_well_formed if input.request.legal_request == null
+
+_legal_request_well_formed if {
+	every key, type in _legal_request_keys {
+		_key_ok(input.request.legal_request, key, type)
+	}
 }
 
 _recipient_well_formed if input.recipient == null

@@ -21,15 +21,39 @@ _carriable(category) := kinds if {
 	kinds := _inspection.allowed[category]
 } else := []
 
-_misplaced(s) := {concat("", [f.field, " (", f.category, "): ", f.kind]) |
+# Fields are read with object.get and "" defaults: a finding missing a key is misplaced
+# (fail closed), and no undefined reference sits in a negation (opa#1877).
+_misplaced(s) := {concat("", [field, " (", category, "): ", kind]) |
 	some f in s.identifiers
-	not f.kind in _carriable(f.category)
+	field := _text(object.get(f, "field", ""))
+	category := _text(object.get(f, "category", ""))
+	kind := _text(object.get(f, "kind", ""))
+	not kind in _carriable(category)
 }
+
+_text(x) := x if is_string(x)
+
+_text(x) := "(malformed)" if not is_string(x)
 
 exclusions contains {"ref": s.ref, "code": "R19.identifier_in_field", "message": msg} if {
 	some s in input.subjects
-	s.identifiers
+	is_array(s.identifiers)
 	hits := _misplaced(s)
 	count(hits) > 0
 	msg := concat("", ["identifiers in fields whose category may not carry them to ", _show(_kind), ": ", concat("; ", sort(hits))])
+}
+
+# An identifiers value that is not an array of objects cannot be read: the subject is left
+# out rather than taken for clean (R1).
+exclusions contains {"ref": s.ref, "code": "R19.identifier_in_field", "message": "the inspection findings are malformed"} if {
+	some s in input.subjects
+	ids := s.identifiers
+	not _findings_ok(ids)
+}
+
+_findings_ok(ids) if {
+	is_array(ids)
+	every f in ids {
+		is_object(f)
+	}
 }

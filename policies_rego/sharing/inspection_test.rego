@@ -45,3 +45,16 @@ test_r19_unknown_category_carries_nothing if {
 	d := data.sharing.decision with input as vendor_input with input.subjects as [odd, object.union(adult, {"ref": "1"})]
 	"R19.identifier_in_field" in excluded_codes(d, "0")
 }
+
+test_r19_malformed_findings_leave_the_subject_out if {
+	odd := object.union(adult, {"identifiers": "PHONE_NUMBER"})
+	d := data.sharing.decision with input as vendor_input with input.subjects as [odd, object.union(adult, {"ref": "1"})]
+	"R19.identifier_in_field" in excluded_codes(d, "0")
+	count(excluded_codes(d, "1")) == 0
+}
+
+test_r19_finding_without_kind_is_misplaced if {
+	odd := object.union(adult, {"identifiers": [{"field": "phone", "category": "user.contact.phone"}]})
+	d := data.sharing.decision with input as vendor_input with input.subjects as [odd, object.union(adult, {"ref": "1"})]
+	"R19.identifier_in_field" in excluded_codes(d, "0")
+}
