@@ -194,6 +194,7 @@ _deny_basis contains _reason(_lr_code("legal_request_not_yet_valid"), concat("",
 
 _deny_basis contains _reason(_lr_code("no_grant"), concat("", ["caller ", _show(_caller.principal), " holds no grant for legal requests"])) if {
 	_lr_kind
+	_lr_named
 	not _lr_granted
 }
 
