@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import grpc
 import pytest
 
-from gateway.demo import AD_FIELDS, DEMO_LEGAL_REQUEST, ad_request, legal_request
+from gateway.demo import DEMO_LEGAL_REQUEST, SCENARIOS, ad_request, legal_request
 from gateway.registry.legal import new_legal_request
 from gateway.testing import RunningGateway, running_gateway
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
@@ -62,43 +62,28 @@ def police_request(**over: object) -> admin_pb2.LegalRequest:
     return admin_pb2.LegalRequest(**fields)  # type: ignore[arg-type]
 
 
-def test_legal_obligation_claimed_for_the_ad_partner_is_refused(
-    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+@pytest.mark.parametrize(
+    ("kind", "reference", "code"),
+    [(OBLIGATION, "", ""), (EXEMPTION, "x", "public_safety")],
+    ids=["legal-obligation", "exemption-public-safety-x"],
+)
+def test_legal_basis_claimed_for_the_ad_partner_is_refused(
+    gw: RunningGateway,
+    share: share_pb2_grpc.ShareServiceStub,
+    kind: share_pb2.LegalBasisKind.ValueType,
+    reference: str,
+    code: str,
 ) -> None:
-    """Item 1: LEGAL_OBLIGATION without a request, to adco, for a child, a withdrawn and a
-    deleted subject: PERMISSION_DENIED naming R10, and the refusal is recorded."""
-    req = legal_request(
-        "adco",
-        "u1003",
-        "u1004",
-        "u1005",
-        legal_request_id="",
-        fields=AD_FIELDS,
-        purpose="ad_delivery",
-    )
+    """Item 1: LEGAL_OBLIGATION without a request, or EXEMPTION public_safety with reference
+    "x", to adco for a child, a withdrawn and a deleted subject: PERMISSION_DENIED naming R10,
+    and the refusal is recorded."""
+    req = SCENARIOS["legal-claimed"][1]()  # u1003 (12), u1004 (withdrew), u1005 (deleted)
+    req.legal_basis.kind, req.legal_basis.reference = kind, reference
+    req.legal_basis.exemption_code = code
     before = gw.gateway.ledger.size
     codes = refusal_codes(lambda: share.Share(req, timeout=10))
     assert {"R10.no_legal_request", "R10.recipient_kind"} <= codes
     assert gw.gateway.ledger.get_entry(before).entry.decision == "DENY"
-
-
-def test_exemption_with_a_made_up_reference_is_refused(
-    share: share_pb2_grpc.ShareServiceStub,
-) -> None:
-    """Item 1: EXEMPTION public_safety with reference "x" to adco is refused (R10)."""
-    req = legal_request(
-        "adco",
-        "u1003",
-        "u1004",
-        "u1005",
-        legal_request_id="",
-        kind=EXEMPTION,
-        reference="x",
-        exemption_code="public_safety",
-        fields=AD_FIELDS,
-        purpose="ad_delivery",
-    )
-    assert "R10.no_legal_request" in refusal_codes(lambda: share.Share(req, timeout=10))
 
 
 def test_court_style_reference_does_not_open_a_childs_data_to_the_ad_partner(
