@@ -111,6 +111,6 @@ def test_hidden_identifiers_do_not_reach_the_ad_partner_over_grpc(tmp_path: Path
         code, message, details = denied(lambda: share.Share(req, timeout=10))
         assert code == grpc.StatusCode.PERMISSION_DENIED
         assert "R1.all_subjects_excluded" in message
-        [decision] = [d for d in details if hasattr(d, "excluded_count_by_reason")]
-        assert dict(decision.excluded_count_by_reason) == {"R19.identifier_in_field": 1}
+        [decision] = [d for d in details if hasattr(d, "excluded_by_reason")]
+        assert dict(decision.excluded_by_reason) == {"R19.identifier_in_field": 1}
         assert "13800131001" not in message and "li.wei" not in message
