@@ -50,18 +50,20 @@ def seed_registry(url: str, n: int = BULK_SUBJECTS) -> None:
                 "registry_subjects",
                 sa.column("subject_id"),
                 sa.column("birth_date"),
-                sa.column("guardian_consent"),
                 sa.column("ad_opt_out"),
                 sa.column("consent_withdrawn"),
                 sa.column("account_deleted"),
             )
             consents = sa.table(
                 "registry_consents",
+                sa.column("consent_id"),
                 sa.column("subject_id"),
                 sa.column("recipient_id"),
                 sa.column("purpose"),
                 sa.column("scope"),
                 sa.column("categories", sa.JSON),
+                sa.column("all_categories"),
+                sa.column("given_by"),
                 sa.column("withdrawn"),
             )
             conn.execute(
@@ -70,7 +72,6 @@ def seed_registry(url: str, n: int = BULK_SUBJECTS) -> None:
                     {
                         "subject_id": subject_id(i),
                         "birth_date": f"19{60 + i % 40}-0{1 + i % 9}-1{i % 10}",
-                        "guardian_consent": False,
                         "ad_opt_out": False,
                         "consent_withdrawn": False,
                         "account_deleted": False,
@@ -82,14 +83,18 @@ def seed_registry(url: str, n: int = BULK_SUBJECTS) -> None:
                 consents.insert(),
                 [
                     {
+                        "consent_id": f"bench-consent-{i}",
                         "subject_id": subject_id(i),
-                        "recipient_id": "",
+                        "recipient_id": partner,
                         "purpose": "ad_delivery",
                         "scope": "SHARE",
                         "categories": AD_CATEGORIES,
+                        "all_categories": False,
+                        "given_by": "subject",
                         "withdrawn": False,
                     }
                     for i in range(n)
+                    for partner in ("adco", "admetrics")
                 ],
             )
     finally:

@@ -30,14 +30,14 @@ from gateway.enforcement import (
 from gateway.errors import InvalidRequestError
 from gateway.inspection import identifiers_in_record
 from gateway.policy import PolicyDecision, PolicyEngine, Reason
-from gateway.registry import Registry, SubjectFacts
+from gateway.registry import Recipient, Registry, SubjectFacts
 from gateway.registry.legal import LegalRequestFacts
 from gateway.security.identity import Principal
 from gateway.security.limits import check_order_text
 from ledger import Disclosure, Ledger, Receipt
 
 Mode = Literal["share", "stage", "pull", "evaluate"]
-CONTRACT_VERSION = "v1"
+CONTRACT_VERSION = "v2"
 
 
 class KeySource(Protocol):
@@ -73,7 +73,8 @@ class ShareOrder:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DisclosedRecord:
-    """A record after enforcement; ``subject_ref`` is the per-partner subject pseudonym."""
+    """A record after enforcement; ``subject_ref`` is the per-partner subject pseudonym, or
+    ``""`` when the decision says records name no subject (R16, DE_IDENTIFIED)."""
 
     subject_id: str
     subject_ref: str
@@ -100,6 +101,7 @@ class _Prepared:
     schema: Mapping[str, str]
     refs: dict[str, str]  # subject id -> batch-local ref
     policy_input: dict[str, Any]
+    recipient: Recipient | None
     legal: LegalRequestFacts | None = None
 
 
@@ -216,6 +218,16 @@ class Sharing:
             excluded_subject_ids=tuple(excluded if decision.allow else prepared.refs),
             payload_digest=outcome.payload_digest,
             pseudonym_key_id=outcome.key_id,
+            # §三, §八, R12: what the share relied on, for the auditor.
+            agreement_id=prepared.recipient.agreement_id if prepared.recipient else "",
+            agreement_version=prepared.recipient.agreement_version if prepared.recipient else "",
+            consent_ids=tuple(sorted({c for ids in decision.consents.values() for c in ids}))
+            if decision.allow
+            else (),
+            destination_region=decision.cross_border.region,
+            cross_border_exceptions=tuple(sorted(set(decision.cross_border.exceptions.values())))
+            if decision.allow
+            else (),
         )
         metrics.observe_decision(mode, disclosure.decision, disclosure.reason_codes)
         return outcome, disclosure
@@ -268,7 +280,7 @@ class Sharing:
                 found.setdefault(record.subject_id, set()).update(
                     (name, schema[name], str(kind)) for kind in kinds
                 )
-        order_ids = _order_ids(order)
+        order_ids, outside_orders = _order_ids(order)
         legal = (
             self._registry.legal.facts(
                 order.legal_request_id, principal=principal.id, subject_ids=refs
@@ -282,7 +294,13 @@ class Sharing:
             "partner_id": principal.partner_id or "",
         }
         subjects = [
-            _subject_input(ref, facts.get(sid), order_ids.get(sid, {}), today)
+            _subject_input(
+                ref,
+                facts.get(sid),
+                order_ids.get(sid, {}),
+                all_in_orders=sid not in outside_orders,
+                today=today,
+            )
             for sid, ref in refs.items()
         ]
         if order.legal_request_id:
@@ -313,7 +331,7 @@ class Sharing:
                 "destination_region": order.destination_region
                 or (recipient.region if recipient else ""),
                 "categories": sorted(categories),
-                "quasi_identifiers": _quasi_identifiers(order, schema),
+                "quasi_identifiers": _quasi_identifiers(order, schema, refs),
             },
             "recipient": None
             if recipient is None
@@ -323,6 +341,8 @@ class Sharing:
                 "active": recipient.active,
                 "region": recipient.region,
                 "agreement": {
+                    "id": recipient.agreement_id,
+                    "version": recipient.agreement_version,
                     "purposes": list(recipient.agreement_purposes),
                     "categories": list(recipient.agreement_categories),
                     "expires": recipient.agreement_expires,
@@ -334,7 +354,12 @@ class Sharing:
             "subjects": subjects,
         }
         return _Prepared(
-            order=order, schema=schema, refs=refs, policy_input=policy_input, legal=legal
+            order=order,
+            schema=schema,
+            refs=refs,
+            policy_input=policy_input,
+            recipient=recipient,
+            legal=legal,
         )
 
     def _enforce(
@@ -345,6 +370,8 @@ class Sharing:
         today: date,
     ) -> Outcome:
         key_id, key = self._keys.current(prepared.order.recipient_id)
+        # R16: de-identified records name no subject (nothing links batches).
+        linkable = decision.subject_ref == "per_recipient"
         records: list[DisclosedRecord] = []
         disclosed: set[str] = set()
         removed: set[str] = set()
@@ -363,7 +390,7 @@ class Sharing:
             records.append(
                 DisclosedRecord(
                     subject_id=record.subject_id,
-                    subject_ref=subject_ref(key, record.subject_id),
+                    subject_ref=subject_ref(key, record.subject_id) if linkable else "",
                     fields=t.fields,
                 )
             )
@@ -386,43 +413,66 @@ def _excluded_by_subject(
     return {sid: decision.excluded[ref] for sid, ref in refs.items() if ref in decision.excluded}
 
 
-def _order_ids(order: ShareOrder) -> dict[str, dict[str, None]]:
-    """Each subject's order ids in request order, without repeats (one pass over records)."""
+def _order_ids(order: ShareOrder) -> tuple[dict[str, dict[str, None]], set[str]]:
+    """Each subject's order ids in request order, without repeats, and the subjects with a
+    record that names no order (one pass over records)."""
     ids: dict[str, dict[str, None]] = {}
+    outside: set[str] = set()
     for r in order.records:
         if r.order_id:
             ids.setdefault(r.subject_id, {})[r.order_id] = None
-    return ids
+        else:
+            outside.add(r.subject_id)
+    return ids, outside
 
 
 def _subject_input(
-    ref: str, facts: SubjectFacts | None, order_ids: Iterable[str], today: date
+    ref: str,
+    facts: SubjectFacts | None,
+    order_ids: Iterable[str],
+    *,
+    all_in_orders: bool,
+    today: date,
 ) -> dict[str, Any]:
     facts = facts or SubjectFacts(subject_id="")
     known = {o.order_id: o for o in facts.orders}
+    orders = [
+        {
+            "id": oid,
+            "merchant": known[oid].merchant_id if oid in known else "",
+            "fulfilment": list(known[oid].fulfilment_ids) if oid in known else [],
+            "cross_border": known[oid].cross_border if oid in known else False,
+        }
+        for oid in order_ids
+    ]
     return {
         "ref": ref,
         "age": age_in_years(facts.birth_date, today) if facts.birth_date else None,
-        "guardian_consent": facts.guardian_consent,
         "ad_opt_out": facts.ad_opt_out,
         "consent_withdrawn": facts.consent_withdrawn,
         "account_deleted": facts.account_deleted,
-        "orders": [
-            {
-                "id": oid,
-                "merchant": known[oid].merchant_id if oid in known else "",
-                "cross_border": known[oid].cross_border if oid in known else False,
-            }
-            for oid in order_ids
-        ],
+        "all_records_in_orders": all_in_orders and bool(orders),
+        "orders": orders,
         "consents": [
             {
+                "id": c.consent_id,
                 "recipient": c.recipient_id,
                 "purpose": c.purpose,
                 "scope": str(c.scope),
                 "categories": list(c.categories),
+                "all_categories": c.all_categories,
+                "given_by": str(c.given_by),
             }
             for c in facts.consents
+        ],
+        "withdrawals": [
+            {
+                "recipient": w.recipient_id,
+                "purpose": w.purpose,
+                "categories": list(w.categories),
+                "all_categories": w.all_categories,
+            }
+            for w in facts.withdrawals
         ],
     }
 
@@ -453,8 +503,11 @@ def _legal_request_input(request_id: str, legal: LegalRequestFacts | None) -> di
     }
 
 
-def _quasi_identifiers(order: ShareOrder, schema: Mapping[str, str]) -> list[dict[str, str]]:
-    """R16 input: per-record keyed digests of field values, for DE_IDENTIFIED shares only.
+def _quasi_identifiers(
+    order: ShareOrder, schema: Mapping[str, str], refs: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """R16 input: per record, the subject's batch ref and keyed digests of its field values,
+    for DE_IDENTIFIED shares only (k counts subjects, not records).
 
     The key is random per request: digests only need to be comparable within one batch, and
     nothing outside the gateway can link them to values.
@@ -463,6 +516,9 @@ def _quasi_identifiers(order: ShareOrder, schema: Mapping[str, str]) -> list[dic
         return []
     key = os.urandom(32)
     return [
-        {schema[name]: quasi_digest(key, value) for name, value in r.fields.items()}
+        {
+            "ref": refs[r.subject_id],
+            "values": {schema[name]: quasi_digest(key, value) for name, value in r.fields.items()},
+        }
         for r in order.records
     ]

@@ -1,12 +1,21 @@
 """Ledger entries: the disclosure the gateway reports, and its canonical stored encoding.
 
-Encoding, version 1 (``ENTRY_VERSION``): UTF-8 JSON with keys sorted, no insignificant
-whitespace (``separators=(",", ":")``), non-ASCII characters kept as UTF-8 (no ``\\u``
-escapes), integers in decimal, byte strings as lowercase hex, the time as RFC 3339 UTC with
-exactly six fraction digits and a ``Z`` suffix, and ``"v": 1``. Tuples are JSON arrays; the
-subject pseudonym arrays are sorted and free of duplicates. ``decode_entry`` accepts only the
-exact bytes ``encode_entry`` would produce, so one entry has exactly one encoding and thus one
-leaf hash. A future version adds fields under a new ``v``; decoders reject unknown versions.
+Encoding, version 2 (``ENTRY_VERSION``; version 1 entries still decode): UTF-8 JSON with
+keys sorted, no insignificant whitespace (``separators=(",", ":")``), non-ASCII characters
+kept as UTF-8 (no ``\\u`` escapes), integers in decimal, byte strings as lowercase hex, the
+time as RFC 3339 UTC with exactly six fraction digits and a ``Z`` suffix, and ``"v": 2``.
+Tuples are JSON arrays; the subject pseudonym arrays are sorted and free of duplicates.
+``decode_entry`` accepts only the exact bytes ``encode_entry`` would produce, so one entry
+has exactly one encoding and thus one leaf hash. A future version adds fields under a new
+``v``; decoders reject unknown versions.
+
+Version 2 adds what an auditor needs to answer §三 and §八 of the privacy policy: the
+agreement (``agreement_id``, ``agreement_version``) the share relied on, the ids of the
+subjects' consents in scope (``consent_ids``, sorted, no repeats), the ``destination_region``
+and the cross-border exceptions of §七 used (``cross_border_exceptions``: ``law``,
+``consent``, ``transaction``; empty when the data stayed in China), R12. Version 1 entries
+have none of these keys and decode with them empty. In both versions ``legal_request_id``
+(R10) is an optional key, encoded only when non-empty.
 
 The entry carries its own log ``index``, so a stored entry moved to another position (a swap)
 is detected by reading it alone. No subject id is ever encoded: only pseudonyms.
@@ -21,7 +30,7 @@ from typing import Any
 
 from ledger.errors import InvalidArgumentError, LedgerCorruptionError
 
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
 DECISIONS = frozenset({"ALLOW", "DENY"})
 # "evaluate": a decision without disclosure (R18); "registry": a registry change the
 # decisions rest on (a legal request registered or revoked, R10).
@@ -65,11 +74,16 @@ class Disclosure:
     excluded_subject_ids: tuple[str, ...] = ()
     payload_digest: bytes = b""
     pseudonym_key_id: str = ""
+    agreement_id: str = ""
+    agreement_version: str = ""
+    consent_ids: tuple[str, ...] = ()
+    destination_region: str = ""
+    cross_border_exceptions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Entry:
-    """A decoded ledger entry (version 1): a ``Disclosure`` with subjects as pseudonyms."""
+    """A decoded ledger entry: a ``Disclosure`` with subjects as pseudonyms."""
 
     index: int
     time: datetime
@@ -99,6 +113,11 @@ class Entry:
     payload_digest: bytes = b""
     pseudonym_key_id: str = ""
     subject_key_id: str = ""
+    agreement_id: str = ""
+    agreement_version: str = ""
+    consent_ids: tuple[str, ...] = ()
+    destination_region: str = ""
+    cross_border_exceptions: tuple[str, ...] = ()
     version: int = ENTRY_VERSION
 
 
@@ -123,7 +142,10 @@ _STR_FIELDS = (
 # version-1 bytes (and leaf hashes) they had before the field existed.
 _OPTIONAL_STR_FIELDS = ("legal_request_id",)
 _TUPLE_FIELDS = ("reason_codes", "categories_disclosed", "categories_removed")
-_LIST_FIELDS = (*_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids")
+#: Added in version 2 (§三, §八, R12).
+_V2_STR_FIELDS = ("agreement_id", "agreement_version", "destination_region")
+_V2_TUPLE_FIELDS = ("consent_ids", "cross_border_exceptions")
+_LIST_FIELDS = (*_TUPLE_FIELDS, *_V2_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids")
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -171,7 +193,9 @@ def validate_disclosure(d: Disclosure) -> None:
         raise InvalidArgumentError(f"disclosure.mode must be one of {sorted(MODES - {''})}")
     # One pass over all text (checked per field only when the pass fails): this runs in
     # every caller's thread, so it is kept cheap.
-    texts: list[object] = [getattr(d, name) for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS)]
+    texts: list[object] = [
+        getattr(d, name) for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS, *_V2_STR_FIELDS)
+    ]
     for name in _LIST_FIELDS:
         values = getattr(d, name)
         if type(values) is not tuple:
@@ -180,7 +204,7 @@ def validate_disclosure(d: Disclosure) -> None:
     try:
         _check_text("text", texts)
     except InvalidArgumentError:
-        for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS):
+        for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS, *_V2_STR_FIELDS):
             _check_text(name, [getattr(d, name)])
         for name in _LIST_FIELDS:
             _check_text(name, list(getattr(d, name)))
@@ -245,6 +269,11 @@ def entry_from_disclosure(
         payload_digest=d.payload_digest,
         pseudonym_key_id=d.pseudonym_key_id,
         subject_key_id=subject_key_id,
+        agreement_id=d.agreement_id,
+        agreement_version=d.agreement_version,
+        consent_ids=d.consent_ids,
+        destination_region=d.destination_region,
+        cross_border_exceptions=d.cross_border_exceptions,
     )
 
 
@@ -265,15 +294,18 @@ def _to_json_obj(e: Entry) -> dict[str, Any]:
         payload_digest=e.payload_digest.hex(),
         subject_key_id=e.subject_key_id,
     )
+    if e.version >= 2:
+        obj.update((name, getattr(e, name)) for name in _V2_STR_FIELDS)
+        obj.update((name, list(getattr(e, name))) for name in _V2_TUPLE_FIELDS)
     return obj
 
 
 def encode_entry(e: Entry) -> bytes:
-    """Return the canonical version-1 encoding of ``e`` (the leaf data)."""
+    """Return the canonical encoding of ``e`` in its version (the leaf data)."""
     return _ENCODER.encode(_to_json_obj(e)).encode("utf-8")
 
 
-_KEYS = frozenset(
+_KEYS_V1 = frozenset(
     (
         *_STR_FIELDS,
         *_TUPLE_FIELDS,
@@ -289,6 +321,9 @@ _KEYS = frozenset(
         "subject_key_id",
     )
 )
+#: The exact key set of each version's encoding.
+_KEYS_BY_VERSION = {1: _KEYS_V1, 2: _KEYS_V1 | {*_V2_STR_FIELDS, *_V2_TUPLE_FIELDS}}
+_KEYS = _KEYS_BY_VERSION[ENTRY_VERSION]
 
 
 def decode_entry(data: bytes) -> Entry:
@@ -299,15 +334,20 @@ def decode_entry(data: bytes) -> Entry:
     """
     try:
         obj = json.loads(data.decode("utf-8"))
-        if not isinstance(obj, dict) or obj.get("v") != ENTRY_VERSION:
+        version = obj.get("v") if isinstance(obj, dict) else None
+        if type(version) is not int or version not in _KEYS_BY_VERSION:
             raise ValueError("unknown entry version")
-        if set(obj) - set(_OPTIONAL_STR_FIELDS) != _KEYS:
+        if set(obj) - set(_OPTIONAL_STR_FIELDS) != _KEYS_BY_VERSION[version]:
             raise ValueError("unexpected or missing entry fields")
         kwargs: dict[str, Any] = {name: obj[name] for name in _STR_FIELDS}
         kwargs.update((name, obj[name]) for name in _OPTIONAL_STR_FIELDS if name in obj)
         for name in (*_TUPLE_FIELDS, "subjects", "excluded_subjects"):
             kwargs[name] = tuple(obj[name])
+        if version >= 2:
+            kwargs.update((name, obj[name]) for name in _V2_STR_FIELDS)
+            kwargs.update((name, tuple(obj[name])) for name in _V2_TUPLE_FIELDS)
         entry = Entry(
+            version=version,
             index=obj["index"],
             time=_parse_time(obj["time"]),
             record_count=obj["record_count"],
@@ -345,11 +385,11 @@ def entry_template(d: Disclosure, *, subject_key_id: str) -> tuple[str, str, str
     whenever ``s``/``x`` are the pseudonyms of ``d.subject_ids``/``d.excluded_subject_ids``
     (distinct ids have distinct pseudonyms, so the counts are those of distinct ids). Pure.
     """
-    vals = {name: _enc_str(getattr(d, name)) for name in _STR_FIELDS}
+    vals = {name: _enc_str(getattr(d, name)) for name in (*_STR_FIELDS, *_V2_STR_FIELDS)}
     if d.legal_request_id:
         # The optional key sorts right after legal_reference (asserted below _SEGMENTS).
         vals["legal_reference"] += ',"legal_request_id":' + _enc_str(d.legal_request_id)
-    for name in _TUPLE_FIELDS:
+    for name in (*_TUPLE_FIELDS, *_V2_TUPLE_FIELDS):
         vals[name] = _enc_list(getattr(d, name))
     vals["v"] = str(ENTRY_VERSION)
     vals["time"] = _enc_str(format_time(d.time))

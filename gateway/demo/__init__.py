@@ -32,6 +32,26 @@ def _delivery_mode(outbox: bool) -> share_pb2.DeliveryMode.ValueType:
     return share_pb2.DELIVERY_MODE_OUTBOX if outbox else share_pb2.DELIVERY_MODE_INLINE
 
 
+def profile_request(
+    partner: str,
+    purpose: str,
+    *subjects: str,
+    fields: tuple[str, ...],
+    basis: share_pb2.LegalBasisKind.ValueType = share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER,
+    outbox: bool = False,
+) -> share_pb2.ShareRequest:
+    """A share of the demo customer profiles of ``subjects`` (only ``fields``)."""
+    return share_pb2.ShareRequest(
+        delivery=_delivery_mode(outbox),
+        recipient_id=partner,
+        purpose=purpose,
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=basis),
+        record_type="customer_profile",
+        records=[profile(s, *fields) for s in subjects],
+    )
+
+
 def ad_request(
     partner: str,
     *subjects: str,
@@ -40,15 +60,7 @@ def ad_request(
     outbox: bool = False,
 ) -> share_pb2.ShareRequest:
     """A share of customer profiles to an ad partner under AUTHORIZED_PARTNER."""
-    return share_pb2.ShareRequest(
-        delivery=_delivery_mode(outbox),
-        recipient_id=partner,
-        purpose=purpose,
-        action=share_pb2.ACTION_SHARE,
-        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
-        record_type="customer_profile",
-        records=[profile(s, *fields) for s in subjects],
-    )
+    return profile_request(partner, purpose, *subjects, fields=fields, outbox=outbox)
 
 
 def delivery_request(*, outbox: bool = False) -> share_pb2.ShareRequest:
@@ -101,6 +113,41 @@ def legal_request(
     )
 
 
+def cross_border_order_request() -> share_pb2.ShareRequest:
+    """The data of u1013's cross-border order, to the merchant abroad it bought from (R12)."""
+    rec = next(r for r in demo_records()["delivery_order"] if r["order_id"] == "o-7001")
+    return share_pb2.ShareRequest(
+        recipient_id="globalshop",
+        purpose="order_fulfilment",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_USER_INITIATED),
+        record_type="delivery_order",
+        records=[
+            share_pb2.Record(
+                subject_id=rec["subject_id"], order_id=rec["order_id"], fields=rec["fields"]
+            )
+        ],
+    )
+
+
+#: Five adults whose records a research extract reduces to one city (R16: k = 5).
+RESEARCH_SUBJECTS = ("u1001", "u1002", "u1006", "u1007", "u1010")
+
+
+def de_identified_request() -> share_pb2.ShareRequest:
+    """A de-identified research extract: one released attribute, five subjects (R16)."""
+    return share_pb2.ShareRequest(
+        recipient_id="research-lab",
+        purpose="research",
+        action=share_pb2.ACTION_SHARE,
+        legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_DE_IDENTIFIED),
+        record_type="customer_profile",
+        records=[
+            share_pb2.Record(subject_id=s, fields={"city": "Shanghai"}) for s in RESEARCH_SUBJECTS
+        ],
+    )
+
+
 #: Name -> (what it shows, request factory).
 SCENARIOS: dict[str, tuple[str, Callable[[], share_pb2.ShareRequest]]] = {
     "delivery": ("logistics vendor gets name, phone, address", delivery_request),
@@ -132,5 +179,52 @@ SCENARIOS: dict[str, tuple[str, Callable[[], share_pb2.ShareRequest]]] = {
     "unknown-partner": (
         "an unregistered partner is refused",
         lambda: ad_request("nobody-inc", "u1001"),
+    ),
+    "minors": (
+        "R11: the 12- and 16-year-olds are left out; the 13-year-old's guardian consented",
+        lambda: ad_request("adco", "u1003", "u1008", "u1009"),
+    ),
+    "withdrawn": (
+        "R14: the subject who withdrew every consent and the deleted account are left out",
+        lambda: ad_request("adco", "u1001", "u1004", "u1005"),
+    ),
+    "withdrawn-narrowed": (
+        "R14: a withdrawal narrowed to AdMetrics leaves u1011 out of AdMetrics shares only",
+        lambda: ad_request("admetrics", "u1001", "u1011"),
+    ),
+    "vendor-analytics": (
+        "R5: a vendor measuring ad effectiveness gets pseudonymous ids only",
+        lambda: profile_request(
+            "measureco",
+            "ad_effectiveness",
+            "u1001",
+            "u1010",
+            fields=("account_id", "device_id", "browsing"),
+        ),
+    ),
+    "cross-border": (
+        "R12: u1006 authorised the transfer abroad; u1012's consent names no recipient",
+        lambda: profile_request(
+            "affiliate-cloud",
+            "account_security",
+            "u1006",
+            "u1012",
+            fields=("account_id", "location"),
+            basis=share_pb2.LEGAL_BASIS_KIND_AFFILIATE_SERVICE,
+        ),
+    ),
+    "cross-border-order": (
+        "R12: the data of a cross-border order goes to its merchant abroad",
+        cross_border_order_request,
+    ),
+    "de-identified": (
+        "R16: a k-anonymous extract leaves with no subject reference",
+        de_identified_request,
+    ),
+    "unknown-age": (
+        "R11: no birth date on record is presumed capable (§六), not a minor",
+        lambda: profile_request(
+            "logiship", "delivery", "u1010", fields=("name", "phone", "address")
+        ),
     ),
 }

@@ -1,4 +1,4 @@
-"""The decision a policy engine returns, and its strict parser (contract v1).
+"""The decision a policy engine returns, and its strict parser (contract v2).
 
 Invariant: a ``PolicyDecision`` is only ever built from an engine's output by
 ``parse_decision``, which refuses anything that does not match the contract exactly. A
@@ -54,6 +54,25 @@ class Obligations:
 
 NO_OBLIGATIONS = Obligations()
 
+#: How disclosed records name their subject (R16): a per-recipient keyed pseudonym, or
+#: nothing at all (DE_IDENTIFIED: nothing the recipient could link across batches).
+SUBJECT_REFS = frozenset({"per_recipient", "none"})
+#: The exceptions of §七 under which data may leave China (R12).
+CROSS_BORDER_EXCEPTIONS = frozenset({"law", "consent", "transaction"})
+
+
+@dataclass(frozen=True, slots=True)
+class CrossBorder:
+    """R12: whether data leaves China, where to, and which exception of §七 let each
+    remaining subject's data go (subject ref -> ``law``, ``consent`` or ``transaction``)."""
+
+    applies: bool = False
+    region: str = ""
+    exceptions: Mapping[str, str] = field(default_factory=_empty_map)
+
+
+DOMESTIC = CrossBorder()
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyDecision:
@@ -66,6 +85,9 @@ class PolicyDecision:
         obligations: Applies to every remaining subject without its own entry.
         subject_obligations: Subject ref -> obligations replacing ``obligations``.
         revision: The policy revision that produced this decision.
+        consents: Remaining subject ref -> ids of its consents in scope of the share.
+        cross_border: R12 - destination region and the exception per remaining subject.
+        subject_ref: ``per_recipient`` or ``none`` (R16: records carry no subject ref).
     """
 
     allow: bool
@@ -74,6 +96,9 @@ class PolicyDecision:
     obligations: Obligations
     subject_obligations: Mapping[str, Obligations]
     revision: str
+    consents: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    cross_border: CrossBorder = DOMESTIC
+    subject_ref: str = "per_recipient"
 
     def obligations_for(self, ref: str) -> Obligations:
         """Return the obligations that apply to subject ``ref``."""
@@ -95,6 +120,13 @@ class PolicyDecision:
             "subject_obligations": {
                 ref: _obligations_plain(o) for ref, o in sorted(self.subject_obligations.items())
             },
+            "consents": {ref: list(ids) for ref, ids in sorted(self.consents.items())},
+            "cross_border": {
+                "applies": self.cross_border.applies,
+                "region": self.cross_border.region,
+                "exceptions": dict(sorted(self.cross_border.exceptions.items())),
+            },
+            "subject_ref": self.subject_ref,
         }
 
 
@@ -151,6 +183,24 @@ def _obligations(v: object, what: str) -> Obligations:
     )
 
 
+def _cross_border(v: object) -> CrossBorder:
+    o = _obj(v, "cross_border")
+    applies = o.get("applies")
+    if not isinstance(applies, bool):
+        raise _fail("cross_border.applies is not a boolean")
+    exceptions = {
+        _str(ref, "cross_border.exceptions key"): _str(e, f"cross_border.exceptions[{ref}]")
+        for ref, e in _obj(o.get("exceptions"), "cross_border.exceptions").items()
+    }
+    if set(exceptions.values()) - CROSS_BORDER_EXCEPTIONS:
+        raise _fail("cross_border.exceptions names an unknown exception")
+    return CrossBorder(
+        applies=applies,
+        region=_str(o.get("region"), "cross_border.region"),
+        exceptions=MappingProxyType(dict(sorted(exceptions.items()))),
+    )
+
+
 def parse_decision(raw: object, *, revision: str) -> PolicyDecision:
     """Build a ``PolicyDecision`` from the JSON value of ``data.sharing.decision``.
 
@@ -162,7 +212,7 @@ def parse_decision(raw: object, *, revision: str) -> PolicyDecision:
         The decision, with every list sorted so equal answers compare equal.
 
     Raises:
-        PolicyEngineError: the value is undefined or does not follow contract v1.
+        PolicyEngineError: the value is undefined or does not follow contract v2.
     """
     if raw is None:
         raise _fail("data.sharing.decision is undefined")
@@ -186,6 +236,16 @@ def parse_decision(raw: object, *, revision: str) -> PolicyDecision:
     if allow and reasons:
         # R1: a decision that both allows and refuses is contradictory; fail closed.
         raise _fail("allow is true but reasons are present")
+    consents = {
+        _str(ref, "consents key"): tuple(
+            sorted({_str(i, f"consents[{ref}][]") for i in _list(ids, f"consents[{ref}]")})
+        )
+        for ref, ids in _obj(doc.get("consents"), "consents").items()
+    }
+    subject_ref = doc.get("subject_ref")
+    if subject_ref not in SUBJECT_REFS:
+        # R16: an unknown answer must not fall back to linkable references.
+        raise _fail("subject_ref is missing or unknown")
     return PolicyDecision(
         allow=allow,
         reasons=tuple(reasons),
@@ -198,4 +258,7 @@ def parse_decision(raw: object, *, revision: str) -> PolicyDecision:
         obligations=_obligations(doc.get("obligations"), "obligations"),
         subject_obligations=MappingProxyType(dict(sorted(subject_obligations.items()))),
         revision=revision,
+        consents=MappingProxyType(dict(sorted(consents.items()))),
+        cross_border=_cross_border(doc.get("cross_border")),
+        subject_ref=str(subject_ref),
     )

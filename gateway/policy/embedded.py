@@ -37,9 +37,9 @@ _UNDEFINED = '"<undefined>"'
 #: (unknown functions, unscheduled comprehensions, a missing entrypoint): an empty one and
 #: one that reaches the allowing path and the AD_PARTNER obligations.
 PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
-    {"contract": "v1"},
+    {"contract": "v2"},
     {
-        "contract": "v1",
+        "contract": "v2",
         "today": "2026-01-01",
         "caller": {"principal": "svc:probe", "role": "service"},
         "request": {
@@ -57,6 +57,8 @@ PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
             "active": True,
             "region": "CN",
             "agreement": {
+                "id": "probe-agreement",
+                "version": "1",
                 "purposes": ["ad_delivery"],
                 "categories": ["user.account.id", "user.demographic.birth_date"],
                 "expires": "2099-12-31",
@@ -69,21 +71,25 @@ PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
             {
                 "ref": "0",
                 "age": 30,
-                "guardian_consent": False,
                 "ad_opt_out": False,
                 "consent_withdrawn": False,
                 "account_deleted": False,
+                "all_records_in_orders": False,
                 "orders": [],
+                "withdrawals": [],
                 "consents": [
                     {
+                        "id": "probe-consent",
                         "recipient": "probe",
-                        "purpose": "",
+                        "purpose": "ad_delivery",
                         "scope": "IDENTIFIED_SHARING",
                         "categories": ["user.account.id"],
+                        "all_categories": False,
+                        "given_by": "subject",
                     }
                 ],
             },
-            {"ref": "1", "age": 9, "orders": [], "consents": []},
+            {"ref": "1", "age": 9, "orders": [], "consents": [], "withdrawals": []},
         ],
     },
 )

@@ -5,15 +5,24 @@ seed file for the demo, and changed through the AdminService or the ``registry``
 """
 
 from gateway.registry.models import (
+    ConsentGiver,
     ConsentScope,
     PartnerRecord,
     RecipientKind,
     SchemaRecord,
 )
-from gateway.registry.store import Consent, Order, Recipient, Registry, SubjectFacts
+from gateway.registry.store import (
+    Consent,
+    Order,
+    Recipient,
+    Registry,
+    SubjectFacts,
+    Withdrawal,
+)
 
 __all__ = [
     "Consent",
+    "ConsentGiver",
     "ConsentScope",
     "Order",
     "PartnerRecord",
@@ -22,4 +31,5 @@ __all__ = [
     "Registry",
     "SchemaRecord",
     "SubjectFacts",
+    "Withdrawal",
 ]

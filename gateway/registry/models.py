@@ -29,8 +29,19 @@ class ConsentScope(enum.StrEnum):
     CROSS_BORDER = "CROSS_BORDER"
 
 
+class ConsentGiver(enum.StrEnum):
+    """Who gave a consent: the subject, or a minor's guardian (§六, R11)."""
+
+    SUBJECT = "subject"
+    GUARDIAN = "guardian"
+
+
 class PartnerRecord(SQLModel, table=True):
-    """A registered recipient and its agreement. Dates are ISO dates, ``""`` = none."""
+    """A registered recipient and its agreement. Dates are ISO dates, ``""`` = none.
+
+    ``agreement_id`` and ``agreement_version`` name the signed agreement a share relies on;
+    the ledger records them (§三.(一).5, §八).
+    """
 
     __tablename__ = "registry_partners"
 
@@ -39,6 +50,8 @@ class PartnerRecord(SQLModel, table=True):
     kind: RecipientKind
     active: bool = True
     region: str = "CN"
+    agreement_id: str = ""
+    agreement_version: str = ""
     agreement_purposes: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     agreement_categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     agreement_expires: str = ""
@@ -63,34 +76,61 @@ class SubjectRecord(SQLModel, table=True):
 
     subject_id: str = Field(primary_key=True)
     birth_date: str = ""
-    guardian_consent: bool = False
     ad_opt_out: bool = False
     consent_withdrawn: bool = False
     account_deleted: bool = False
 
 
 class ConsentRecord(SQLModel, table=True):
-    """One explicit consent; ``recipient_id``/``purpose`` ``""`` = any."""
+    """One explicit consent, scoped by recipient, purpose and categories (R6).
+
+    An empty ``recipient_id`` or ``purpose`` names none (never "any"); ``categories`` lists
+    what it covers, or ``all_categories`` says it covers every category (an empty list
+    covers none). ``consent_id`` is the id the ledger records.
+    """
 
     __tablename__ = "registry_consents"
 
     id: int | None = Field(default=None, primary_key=True)
+    consent_id: str = Field(index=True)
     subject_id: str = Field(index=True)
     recipient_id: str = ""
     purpose: str = ""
     scope: ConsentScope
     categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    all_categories: bool = False
+    # Stored as its value ("subject" / "guardian"): an Enum column would store the name.
+    given_by: str = ConsentGiver.SUBJECT.value
     withdrawn: bool = False
 
 
+class WithdrawalRecord(SQLModel, table=True):
+    """A withdrawal of consent narrowed to a recipient, purpose or categories (R14, §五.(四)).
+
+    Here an empty ``recipient_id`` or ``purpose`` is *not narrowed* (every recipient /
+    purpose: the restrictive reading); ``all_categories`` or the listed ``categories``.
+    """
+
+    __tablename__ = "registry_withdrawals"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject_id: str = Field(index=True)
+    recipient_id: str = ""
+    purpose: str = ""
+    categories: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    all_categories: bool = True
+
+
 class OrderRecord(SQLModel, table=True):
-    """An order a subject placed (R6 merchant, R12 cross-border transaction)."""
+    """An order a subject placed (R6 merchant, R11 own order, R12 cross-border transaction);
+    ``fulfilment_ids`` are the partners that fulfil it (delivery, payment)."""
 
     __tablename__ = "registry_orders"
 
     order_id: str = Field(primary_key=True)
     subject_id: str = Field(index=True)
     merchant_id: str = ""
+    fulfilment_ids: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     cross_border: bool = False
 
 

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import hmac
 import json
+import secrets
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ from gateway.database import GuardedSession, open_engine
 from gateway.errors import ConfigError, InvalidRequestError, NotFoundError, UnavailableError
 from gateway.registry.legal import LegalRequests, new_legal_request
 from gateway.registry.models import (
+    ConsentGiver,
     ConsentRecord,
     ConsentScope,
     ErasedSubjectRecord,
@@ -33,6 +35,7 @@ from gateway.registry.models import (
     RecipientKind,
     SchemaRecord,
     SubjectRecord,
+    WithdrawalRecord,
 )
 from ledger.storage import describe_db_error
 
@@ -46,25 +49,60 @@ _TABLES = [
     ErasedSubjectRecord.__table__,  # type: ignore[attr-defined]
     LegalRequestRecord.__table__,  # type: ignore[attr-defined]
     LegalGrantRecord.__table__,  # type: ignore[attr-defined]
+    WithdrawalRecord.__table__,  # type: ignore[attr-defined]
 ]
 _subjects_t = SubjectRecord.__table__  # type: ignore[attr-defined]
 _consents_t = ConsentRecord.__table__  # type: ignore[attr-defined]
 _orders_t = OrderRecord.__table__  # type: ignore[attr-defined]
+_withdrawals_t = WithdrawalRecord.__table__  # type: ignore[attr-defined]
 _erased_t = ErasedSubjectRecord.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Consent:
+    """An explicit consent scoped by recipient, purpose and categories (contract v2): an
+    empty recipient or purpose names none; ``all_categories`` covers every category, an
+    empty ``categories`` none. ``consent_id`` is generated when left empty."""
+
+    consent_id: str = ""
     recipient_id: str = ""
     purpose: str = ""
     scope: ConsentScope
     categories: tuple[str, ...] = ()
+    all_categories: bool = False
+    given_by: ConsentGiver = ConsentGiver.SUBJECT
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Withdrawal:
+    """A withdrawal narrowed to a recipient, purpose or categories; empty = not narrowed."""
+
+    recipient_id: str = ""
+    purpose: str = ""
+    categories: tuple[str, ...] = ()
+    all_categories: bool = True
+
+    def covers(self, c: Consent) -> bool:
+        """True when consent ``c`` lies wholly inside this withdrawal (it is withdrawn)."""
+        return (
+            self.recipient_id in ("", c.recipient_id)
+            and self.purpose in ("", c.purpose)
+            and (
+                self.all_categories
+                or (not c.all_categories and set(c.categories) <= set(self.categories))
+            )
+        )
+
+    @property
+    def is_narrowed(self) -> bool:
+        return bool(self.recipient_id or self.purpose or not self.all_categories)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Order:
     order_id: str
     merchant_id: str = ""
+    fulfilment_ids: tuple[str, ...] = ()
     cross_border: bool = False
 
 
@@ -77,6 +115,8 @@ class Recipient:
     kind: RecipientKind
     active: bool
     region: str
+    agreement_id: str
+    agreement_version: str
     agreement_purposes: tuple[str, ...]
     agreement_categories: tuple[str, ...]
     agreement_expires: str
@@ -87,15 +127,16 @@ class Recipient:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SubjectFacts:
-    """What the registry knows about one subject; ``consents`` excludes withdrawn ones."""
+    """What the registry knows about one subject; ``consents`` excludes withdrawn ones,
+    ``withdrawals`` are the narrowed withdrawals (R14)."""
 
     subject_id: str
     birth_date: str = ""
-    guardian_consent: bool = False
     ad_opt_out: bool = False
     consent_withdrawn: bool = False
     account_deleted: bool = False
     consents: tuple[Consent, ...] = ()
+    withdrawals: tuple[Withdrawal, ...] = ()
     orders: tuple[Order, ...] = field(default_factory=tuple)
 
 
@@ -221,7 +262,10 @@ class Registry:
             return merged
 
     def put_subject(self, facts: SubjectFacts) -> SubjectFacts:
-        """Replace everything known about one subject (facts, consents, orders)."""
+        """Replace everything known about one subject (facts, consents, withdrawals, orders).
+
+        A consent without ``consent_id`` gets a random one (``consent-`` + 16 hex digits).
+        """
         if not facts.subject_id:
             raise InvalidRequestError(
                 "subject id is required", reason="registry.subject_id_missing"
@@ -231,7 +275,6 @@ class Registry:
                 SubjectRecord(
                     subject_id=facts.subject_id,
                     birth_date=facts.birth_date,
-                    guardian_consent=facts.guardian_consent,
                     ad_opt_out=facts.ad_opt_out,
                     consent_withdrawn=facts.consent_withdrawn,
                     account_deleted=facts.account_deleted,
@@ -239,34 +282,44 @@ class Registry:
             )
             s.exec(delete(ConsentRecord).where(col(ConsentRecord.subject_id) == facts.subject_id))
             s.exec(delete(OrderRecord).where(col(OrderRecord.subject_id) == facts.subject_id))
+            s.exec(
+                delete(WithdrawalRecord).where(col(WithdrawalRecord.subject_id) == facts.subject_id)
+            )
             for c in facts.consents:
                 s.add(
                     ConsentRecord(
+                        consent_id=c.consent_id or f"consent-{secrets.token_hex(8)}",
                         subject_id=facts.subject_id,
                         recipient_id=c.recipient_id,
                         purpose=c.purpose,
                         scope=c.scope,
                         categories=list(c.categories),
+                        all_categories=c.all_categories,
+                        given_by=c.given_by.value,
                     )
                 )
+            for w in facts.withdrawals:
+                s.add(_withdrawal_record(facts.subject_id, w))
             for o in facts.orders:
                 s.merge(
                     OrderRecord(
                         order_id=o.order_id,
                         subject_id=facts.subject_id,
                         merchant_id=o.merchant_id,
+                        fulfilment_ids=list(o.fulfilment_ids),
                         cross_border=o.cross_border,
                     )
                 )
             s.commit()
         return self.subjects([facts.subject_id])[facts.subject_id]
 
-    def withdraw_consent(
-        self, subject_id: str, *, recipient_id: str = "", purpose: str = ""
-    ) -> int:
-        """Withdraw matching consents (all of them when recipient and purpose are empty).
+    def withdraw_consent(self, subject_id: str, withdrawal: Withdrawal) -> int:
+        """Record a withdrawal of consent (R14, §五.(四) "您有权改变您授权同意的范围").
 
-        Withdrawing everything also sets the subject's ``consent_withdrawn`` flag (R14).
+        A narrowed withdrawal (recipient, purpose or categories) is kept: the subject is
+        left out of every consent-based share it matches. Consents lying wholly inside it
+        are marked withdrawn. A withdrawal narrowed to nothing withdraws every consent and
+        sets the subject's ``consent_withdrawn`` flag.
 
         Returns:
             The number of consents withdrawn.
@@ -278,26 +331,29 @@ class Registry:
             subject = s.get(SubjectRecord, subject_id)
             if subject is None:
                 raise NotFoundError("unknown subject", reason="registry.subject_unknown")
-            query = select(ConsentRecord).where(
-                col(ConsentRecord.subject_id) == subject_id, col(ConsentRecord.withdrawn).is_(False)
+            rows = list(
+                s.exec(
+                    select(ConsentRecord).where(
+                        col(ConsentRecord.subject_id) == subject_id,
+                        col(ConsentRecord.withdrawn).is_(False),
+                    )
+                )
             )
-            if recipient_id:
-                query = query.where(col(ConsentRecord.recipient_id).in_([recipient_id, ""]))
-            if purpose:
-                query = query.where(col(ConsentRecord.purpose).in_([purpose, ""]))
-            rows = list(s.exec(query))
-            for row in rows:
+            withdrawn = [r for r in rows if withdrawal.covers(_consent(r))]
+            for row in withdrawn:
                 row.withdrawn = True
                 s.add(row)
-            if not recipient_id and not purpose:
+            if withdrawal.is_narrowed:
+                s.add(_withdrawal_record(subject_id, withdrawal))
+            else:
                 subject.consent_withdrawn = True
                 s.add(subject)
             s.commit()
-            return len(rows)
+            return len(withdrawn)
 
     def erase_subject(self, subject_id: str, conn: Connection) -> bool:
         """Delete everything the registry holds about the subject (its row with the birth
-        date and flags, its consents and orders) and leave a tombstone holding only a keyed
+        date and flags, its consents, withdrawals and orders) and leave a tombstone holding only a keyed
         hash of its id, on ``conn`` (the caller's transaction: the ledger's erasure).
 
         Returns:
@@ -308,7 +364,7 @@ class Registry:
         """
         key = self._tombstone(subject_id)
         held = 0
-        for table in (_consents_t, _orders_t, _subjects_t):
+        for table in (_consents_t, _withdrawals_t, _orders_t, _subjects_t):
             held += conn.execute(table.delete().where(table.c.subject_id == subject_id)).rowcount
         buried = conn.execute(
             sa.select(_erased_t.c.subject_key).where(_erased_t.c.subject_key == key)
@@ -374,29 +430,74 @@ _SEED_LEGAL_KEYS = (
 )
 
 
+def _withdrawal_record(subject_id: str, w: Withdrawal) -> WithdrawalRecord:
+    return WithdrawalRecord(
+        subject_id=subject_id,
+        recipient_id=w.recipient_id,
+        purpose=w.purpose,
+        categories=list(w.categories),
+        all_categories=w.all_categories,
+    )
+
+
+def _consent(r: ConsentRecord) -> Consent:
+    return Consent(
+        consent_id=r.consent_id,
+        recipient_id=r.recipient_id,
+        purpose=r.purpose,
+        scope=ConsentScope(r.scope),
+        categories=tuple(r.categories),
+        all_categories=r.all_categories,
+        given_by=ConsentGiver(r.given_by),
+    )
+
+
 def subject_from_mapping(raw: Mapping[str, Any]) -> SubjectFacts:
-    """Build ``SubjectFacts`` from a seed/JSON mapping."""
+    """Build ``SubjectFacts`` from a seed/JSON mapping (keys as in gateway/demo/registry.toml).
+
+    Raises:
+        InvalidRequestError: a key is missing or unknown, or names an unknown value.
+    """
+    if "guardian_consent" in raw:
+        # Contract v2: a guardian's consent is a scoped consent with given_by = "guardian".
+        raise InvalidRequestError(
+            "guardian_consent is no longer a flag: record the guardian's consent as a "
+            'consent with given_by = "guardian"',
+            reason="registry.guardian_consent_flag",
+        )
     try:
         return SubjectFacts(
             subject_id=str(raw["subject_id"]),
             birth_date=str(raw.get("birth_date", "")),
-            guardian_consent=bool(raw.get("guardian_consent", False)),
             ad_opt_out=bool(raw.get("ad_opt_out", False)),
             consent_withdrawn=bool(raw.get("consent_withdrawn", False)),
             account_deleted=bool(raw.get("account_deleted", False)),
             consents=tuple(
                 Consent(
+                    consent_id=str(c.get("consent_id", "")),
                     recipient_id=str(c.get("recipient_id", "")),
                     purpose=str(c.get("purpose", "")),
                     scope=ConsentScope(c["scope"]),
                     categories=tuple(c.get("categories", ())),
+                    all_categories=bool(c.get("all_categories", False)),
+                    given_by=ConsentGiver(c.get("given_by", ConsentGiver.SUBJECT)),
                 )
                 for c in raw.get("consents", ())
+            ),
+            withdrawals=tuple(
+                Withdrawal(
+                    recipient_id=str(w.get("recipient_id", "")),
+                    purpose=str(w.get("purpose", "")),
+                    categories=tuple(w.get("categories", ())),
+                    all_categories=not w.get("categories"),
+                )
+                for w in raw.get("withdrawals", ())
             ),
             orders=tuple(
                 Order(
                     order_id=str(o["order_id"]),
                     merchant_id=str(o.get("merchant_id", "")),
+                    fulfilment_ids=tuple(o.get("fulfilment_ids", ())),
                     cross_border=bool(o.get("cross_border", False)),
                 )
                 for o in raw.get("orders", ())
@@ -477,19 +578,34 @@ def _schema(r: _Reader, record_type: str) -> SchemaRecord | None:
 
 def _recipient(r: _Reader, partner_id: str) -> Recipient | None:
     rows = r.rows(
-        "SELECT id, kind, active, region, agreement_purposes, agreement_categories, "
-        "agreement_expires, agreement_binds_policy, security_review_expires, dpa_expires "
-        "FROM registry_partners WHERE id = ?",
+        "SELECT id, kind, active, region, agreement_id, agreement_version, agreement_purposes, "
+        "agreement_categories, agreement_expires, agreement_binds_policy, "
+        "security_review_expires, dpa_expires FROM registry_partners WHERE id = ?",
         [partner_id],
     )
     if not rows:
         return None
-    (pid, kind, active, region, purposes, categories, expires, binds, review, dpa) = rows[0]
+    (
+        pid,
+        kind,
+        active,
+        region,
+        aid,
+        aversion,
+        purposes,
+        categories,
+        expires,
+        binds,
+        review,
+        dpa,
+    ) = rows[0]
     return Recipient(
         id=pid,
         kind=RecipientKind(kind),
         active=bool(active),
         region=region,
+        agreement_id=aid,
+        agreement_version=aversion,
         agreement_purposes=_json_strings(purposes),
         agreement_categories=_json_strings(categories),
         agreement_expires=expires,
@@ -525,45 +641,68 @@ def _subjects(
 ) -> dict[str, SubjectFacts]:
     subjects: dict[str, tuple[Any, ...]] = {}
     consents: dict[str, list[Consent]] = {}
+    withdrawals: dict[str, list[Withdrawal]] = {}
     orders: dict[str, list[Order]] = {}
     for part in _chunks(ids, _IN_LIST):
         where = r.in_list(len(part))
         for row in r.rows(
-            "SELECT subject_id, birth_date, guardian_consent, ad_opt_out, consent_withdrawn, "
+            "SELECT subject_id, birth_date, ad_opt_out, consent_withdrawn, "
             f"account_deleted FROM registry_subjects WHERE subject_id IN {where}",
             part,
         ):
             subjects[row[0]] = row
-        for sid, recipient, purpose, scope, categories in r.rows(
-            "SELECT subject_id, recipient_id, purpose, scope, categories FROM registry_consents "
-            f"WHERE subject_id IN {where} AND withdrawn = ? ORDER BY id",
+        for sid, cid, recipient, purpose, scope, categories, all_cats, given_by in r.rows(
+            "SELECT subject_id, consent_id, recipient_id, purpose, scope, categories, "
+            f"all_categories, given_by FROM registry_consents WHERE subject_id IN {where} "
+            "AND withdrawn = ? ORDER BY id",
             [*part, False],
         ):
             consents.setdefault(sid, []).append(
                 Consent(
+                    consent_id=cid,
                     recipient_id=recipient,
                     purpose=purpose,
                     scope=ConsentScope(scope),
                     categories=_json_strings(categories),
+                    all_categories=bool(all_cats),
+                    given_by=ConsentGiver(given_by),
                 )
             )
-        for sid, order_id, merchant_id, cross_border in r.rows(
-            "SELECT subject_id, order_id, merchant_id, cross_border FROM registry_orders "
-            f"WHERE subject_id IN {where}",
+        for sid, recipient, purpose, categories, all_cats in r.rows(
+            "SELECT subject_id, recipient_id, purpose, categories, all_categories "
+            f"FROM registry_withdrawals WHERE subject_id IN {where} ORDER BY id",
+            part,
+        ):
+            withdrawals.setdefault(sid, []).append(
+                Withdrawal(
+                    recipient_id=recipient,
+                    purpose=purpose,
+                    categories=_json_strings(categories),
+                    all_categories=bool(all_cats),
+                )
+            )
+        for sid, order_id, merchant_id, fulfilment, cross_border in r.rows(
+            "SELECT subject_id, order_id, merchant_id, fulfilment_ids, cross_border "
+            f"FROM registry_orders WHERE subject_id IN {where}",
             part,
         ):
             orders.setdefault(sid, []).append(
-                Order(order_id=order_id, merchant_id=merchant_id, cross_border=bool(cross_border))
+                Order(
+                    order_id=order_id,
+                    merchant_id=merchant_id,
+                    fulfilment_ids=_json_strings(fulfilment),
+                    cross_border=bool(cross_border),
+                )
             )
     found = {
         sid: SubjectFacts(
             subject_id=sid,
             birth_date=row[1],
-            guardian_consent=bool(row[2]),
-            ad_opt_out=bool(row[3]),
-            consent_withdrawn=bool(row[4]),
-            account_deleted=bool(row[5]),
+            ad_opt_out=bool(row[2]),
+            consent_withdrawn=bool(row[3]),
+            account_deleted=bool(row[4]),
             consents=tuple(consents.get(sid, ())),
+            withdrawals=tuple(withdrawals.get(sid, ())),
             orders=tuple(orders.get(sid, ())),
         )
         for sid, row in subjects.items()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import grpc
@@ -14,6 +14,7 @@ from gateway.interceptors import current_request_id
 from gateway.policy import PolicyEngine
 from gateway.registry import (
     Consent,
+    ConsentGiver,
     ConsentScope,
     Order,
     PartnerRecord,
@@ -21,6 +22,7 @@ from gateway.registry import (
     Registry,
     SchemaRecord,
     SubjectFacts,
+    Withdrawal,
 )
 from gateway.registry.legal import new_legal_request
 from gateway.registry.models import LegalRequestRecord
@@ -44,6 +46,8 @@ def partner_from_message(p: admin_pb2.Partner) -> PartnerRecord:
         kind=kind,
         active=p.active,
         region=p.region,
+        agreement_id=p.agreement_id,
+        agreement_version=p.agreement_version,
         agreement_purposes=list(p.agreement_purposes),
         agreement_categories=list(p.agreement_categories),
         agreement_expires=p.agreement_expires,
@@ -60,6 +64,8 @@ def partner_message(p: PartnerRecord) -> admin_pb2.Partner:
         kind=admin_pb2.RecipientKind.Value(f"RECIPIENT_KIND_{p.kind}"),
         active=p.active,
         region=p.region,
+        agreement_id=p.agreement_id,
+        agreement_version=p.agreement_version,
         agreement_purposes=p.agreement_purposes,
         agreement_categories=p.agreement_categories,
         agreement_expires=p.agreement_expires,
@@ -69,32 +75,62 @@ def partner_message(p: PartnerRecord) -> admin_pb2.Partner:
     )
 
 
-def subject_from_message(m: admin_pb2.SubjectFacts) -> SubjectFacts:
+def _consent_from_message(c: admin_pb2.Consent) -> Consent:
     try:
-        consents = tuple(
-            Consent(
-                recipient_id=c.recipient_id,
-                purpose=c.purpose,
-                scope=ConsentScope(c.scope),
-                categories=tuple(c.categories),
-            )
-            for c in m.consents
-        )
+        scope = ConsentScope(c.scope)
     except ValueError as e:
         raise InvalidRequestError(
             f"unknown consent scope; expected one of {[s.value for s in ConsentScope]}",
             reason="registry.consent_scope",
         ) from e
+    try:
+        given_by = ConsentGiver(c.given_by or ConsentGiver.SUBJECT)
+    except ValueError as e:
+        raise InvalidRequestError(
+            f"unknown consent giver; expected one of {[g.value for g in ConsentGiver]}",
+            reason="registry.consent_given_by",
+        ) from e
+    return Consent(
+        consent_id=c.consent_id,
+        recipient_id=c.recipient_id,
+        purpose=c.purpose,
+        scope=scope,
+        categories=tuple(c.categories),
+        all_categories=c.all_categories,
+        given_by=given_by,
+    )
+
+
+def withdrawal_from_fields(
+    recipient_id: str, purpose: str, categories: Sequence[str]
+) -> Withdrawal:
+    """A withdrawal narrowed to whatever is given; no categories means all of them."""
+    return Withdrawal(
+        recipient_id=recipient_id,
+        purpose=purpose,
+        categories=tuple(categories),
+        all_categories=not categories,
+    )
+
+
+def subject_from_message(m: admin_pb2.SubjectFacts) -> SubjectFacts:
     return SubjectFacts(
         subject_id=m.subject_id,
         birth_date=m.birth_date,
-        guardian_consent=m.guardian_consent,
         ad_opt_out=m.ad_opt_out,
         consent_withdrawn=m.consent_withdrawn,
         account_deleted=m.account_deleted,
-        consents=consents,
+        consents=tuple(_consent_from_message(c) for c in m.consents),
+        withdrawals=tuple(
+            withdrawal_from_fields(w.recipient_id, w.purpose, w.categories) for w in m.withdrawals
+        ),
         orders=tuple(
-            Order(order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border)
+            Order(
+                order_id=o.order_id,
+                merchant_id=o.merchant_id,
+                fulfilment_ids=tuple(o.fulfilment_ids),
+                cross_border=o.cross_border,
+            )
             for o in m.orders
         ),
     )
@@ -104,22 +140,33 @@ def subject_message(f: SubjectFacts) -> admin_pb2.SubjectFacts:
     return admin_pb2.SubjectFacts(
         subject_id=f.subject_id,
         birth_date=f.birth_date,
-        guardian_consent=f.guardian_consent,
         ad_opt_out=f.ad_opt_out,
         consent_withdrawn=f.consent_withdrawn,
         account_deleted=f.account_deleted,
         consents=[
             admin_pb2.Consent(
+                consent_id=c.consent_id,
                 recipient_id=c.recipient_id,
                 purpose=c.purpose,
                 scope=str(c.scope),
                 categories=c.categories,
+                all_categories=c.all_categories,
+                given_by=str(c.given_by),
             )
             for c in f.consents
         ],
+        withdrawals=[
+            admin_pb2.Withdrawal(
+                recipient_id=w.recipient_id, purpose=w.purpose, categories=w.categories
+            )
+            for w in f.withdrawals
+        ],
         orders=[
             admin_pb2.Order(
-                order_id=o.order_id, merchant_id=o.merchant_id, cross_border=o.cross_border
+                order_id=o.order_id,
+                merchant_id=o.merchant_id,
+                cross_border=o.cross_border,
+                fulfilment_ids=o.fulfilment_ids,
             )
             for o in f.orders
         ],
@@ -195,7 +242,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.WithdrawConsentRequest, context: grpc.ServicerContext
     ) -> admin_pb2.AdminAck:
         n = self._registry.withdraw_consent(
-            request.subject_id, recipient_id=request.recipient_id, purpose=request.purpose
+            request.subject_id,
+            withdrawal_from_fields(request.recipient_id, request.purpose, request.categories),
         )
         return admin_pb2.AdminAck(message=f"{n} consent(s) withdrawn")
 

@@ -82,6 +82,11 @@ def entry_message(stored: StoredEntry) -> audit_pb2.LedgerEntry:
         subject_count=e.subject_count,
         excluded_count=e.excluded_count,
         policy_revision=e.policy_revision,
+        agreement_id=e.agreement_id,
+        agreement_version=e.agreement_version,
+        consent_ids=e.consent_ids,
+        destination_region=e.destination_region,
+        cross_border_exceptions=e.cross_border_exceptions,
     )
 
 

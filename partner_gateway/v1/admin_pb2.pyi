@@ -63,6 +63,8 @@ class Partner(_message.Message):
     AGREEMENT_BINDS_POLICY_FIELD_NUMBER: _builtins.int
     SECURITY_REVIEW_EXPIRES_FIELD_NUMBER: _builtins.int
     DPA_EXPIRES_FIELD_NUMBER: _builtins.int
+    AGREEMENT_ID_FIELD_NUMBER: _builtins.int
+    AGREEMENT_VERSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     display_name: _builtins.str
     kind: Global___RecipientKind.ValueType
@@ -72,6 +74,9 @@ class Partner(_message.Message):
     agreement_binds_policy: _builtins.bool
     security_review_expires: _builtins.str
     dpa_expires: _builtins.str
+    agreement_id: _builtins.str
+    """The signed agreement a share relies on; the ledger records both (§三.(一).5, §八)."""
+    agreement_version: _builtins.str
     @_builtins.property
     def agreement_purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -90,10 +95,12 @@ class Partner(_message.Message):
         agreement_binds_policy: _builtins.bool = ...,
         security_review_expires: _builtins.str = ...,
         dpa_expires: _builtins.str = ...,
+        agreement_id: _builtins.str = ...,
+        agreement_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "agreement_binds_policy", b"agreement_binds_policy", "agreement_categories", b"agreement_categories", "agreement_expires", b"agreement_expires", "agreement_purposes", b"agreement_purposes", "display_name", b"display_name", "dpa_expires", b"dpa_expires", "id", b"id", "kind", b"kind", "region", b"region", "security_review_expires", b"security_review_expires"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "agreement_binds_policy", b"agreement_binds_policy", "agreement_categories", b"agreement_categories", "agreement_expires", b"agreement_expires", "agreement_id", b"agreement_id", "agreement_purposes", b"agreement_purposes", "agreement_version", b"agreement_version", "display_name", b"display_name", "dpa_expires", b"dpa_expires", "id", b"id", "kind", b"kind", "region", b"region", "security_review_expires", b"security_review_expires"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -146,7 +153,10 @@ Global___RecordSchema: _TypeAlias = RecordSchema  # noqa: Y015
 
 @_typing.final
 class Consent(_message.Message):
-    """An explicit consent a subject gave (R5-R9, R12, R14). Empty recipient/purpose = any."""
+    """An explicit consent (R5-R9, R11, R12, R14), scoped by recipient, purpose and categories.
+    An empty recipient or purpose names none (never "any"); an empty category list covers
+    none unless all_categories is true.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -154,10 +164,20 @@ class Consent(_message.Message):
     PURPOSE_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     CATEGORIES_FIELD_NUMBER: _builtins.int
+    ALL_CATEGORIES_FIELD_NUMBER: _builtins.int
+    GIVEN_BY_FIELD_NUMBER: _builtins.int
+    CONSENT_ID_FIELD_NUMBER: _builtins.int
     recipient_id: _builtins.str
     purpose: _builtins.str
     scope: _builtins.str
     """SHARE, IDENTIFIED_SHARING, TRANSFER, PUBLIC_DISCLOSURE, CROSS_BORDER."""
+    all_categories: _builtins.bool
+    given_by: _builtins.str
+    """"subject" (default when empty) or "guardian": a minor's consents count only when the
+    guardian gave them (§六).
+    """
+    consent_id: _builtins.str
+    """Recorded in the ledger when a share relies on it; generated when empty."""
     @_builtins.property
     def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -167,14 +187,45 @@ class Consent(_message.Message):
         purpose: _builtins.str = ...,
         scope: _builtins.str = ...,
         categories: _abc.Iterable[_builtins.str] | None = ...,
+        all_categories: _builtins.bool = ...,
+        given_by: _builtins.str = ...,
+        consent_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "purpose", b"purpose", "recipient_id", b"recipient_id", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_categories", b"all_categories", "categories", b"categories", "consent_id", b"consent_id", "given_by", b"given_by", "purpose", b"purpose", "recipient_id", b"recipient_id", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Consent: _TypeAlias = Consent  # noqa: Y015
+
+@_typing.final
+class Withdrawal(_message.Message):
+    """A withdrawal narrowed to a recipient, purpose or categories (R14); empty = not narrowed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_ID_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    recipient_id: _builtins.str
+    purpose: _builtins.str
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        recipient_id: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "purpose", b"purpose", "recipient_id", b"recipient_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Withdrawal: _TypeAlias = Withdrawal  # noqa: Y015
 
 @_typing.final
 class Order(_message.Message):
@@ -187,19 +238,25 @@ class Order(_message.Message):
     ORDER_ID_FIELD_NUMBER: _builtins.int
     MERCHANT_ID_FIELD_NUMBER: _builtins.int
     CROSS_BORDER_FIELD_NUMBER: _builtins.int
+    FULFILMENT_IDS_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     merchant_id: _builtins.str
     cross_border: _builtins.bool
+    @_builtins.property
+    def fulfilment_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Partners fulfilling the order (delivery, payment): R11 own order, R12 transaction."""
+
     def __init__(
         self,
         *,
         order_id: _builtins.str = ...,
         merchant_id: _builtins.str = ...,
         cross_border: _builtins.bool = ...,
+        fulfilment_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cross_border", b"cross_border", "merchant_id", b"merchant_id", "order_id", b"order_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cross_border", b"cross_border", "fulfilment_ids", b"fulfilment_ids", "merchant_id", b"merchant_id", "order_id", b"order_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -211,16 +268,15 @@ class SubjectFacts(_message.Message):
 
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     BIRTH_DATE_FIELD_NUMBER: _builtins.int
-    GUARDIAN_CONSENT_FIELD_NUMBER: _builtins.int
     AD_OPT_OUT_FIELD_NUMBER: _builtins.int
     CONSENT_WITHDRAWN_FIELD_NUMBER: _builtins.int
     ACCOUNT_DELETED_FIELD_NUMBER: _builtins.int
     CONSENTS_FIELD_NUMBER: _builtins.int
     ORDERS_FIELD_NUMBER: _builtins.int
+    WITHDRAWALS_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
     birth_date: _builtins.str
     """ISO date; the policy sees only the age in whole years (R11)."""
-    guardian_consent: _builtins.bool
     ad_opt_out: _builtins.bool
     consent_withdrawn: _builtins.bool
     account_deleted: _builtins.bool
@@ -228,21 +284,23 @@ class SubjectFacts(_message.Message):
     def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]: ...
     @_builtins.property
     def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    @_builtins.property
+    def withdrawals(self) -> _containers.RepeatedCompositeFieldContainer[Global___Withdrawal]: ...
     def __init__(
         self,
         *,
         subject_id: _builtins.str = ...,
         birth_date: _builtins.str = ...,
-        guardian_consent: _builtins.bool = ...,
         ad_opt_out: _builtins.bool = ...,
         consent_withdrawn: _builtins.bool = ...,
         account_deleted: _builtins.bool = ...,
         consents: _abc.Iterable[Global___Consent] | None = ...,
         orders: _abc.Iterable[Global___Order] | None = ...,
+        withdrawals: _abc.Iterable[Global___Withdrawal] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "ad_opt_out", b"ad_opt_out", "birth_date", b"birth_date", "consent_withdrawn", b"consent_withdrawn", "consents", b"consents", "guardian_consent", b"guardian_consent", "orders", b"orders", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_deleted", b"account_deleted", "ad_opt_out", b"ad_opt_out", "birth_date", b"birth_date", "consent_withdrawn", b"consent_withdrawn", "consents", b"consents", "orders", b"orders", "subject_id", b"subject_id", "withdrawals", b"withdrawals"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -424,20 +482,26 @@ class WithdrawConsentRequest(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _builtins.int
     RECIPIENT_ID_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
     subject_id: _builtins.str
     recipient_id: _builtins.str
-    """Empty: withdraw every consent of the subject."""
+    """Narrow the withdrawal to a recipient, a purpose and/or categories; all empty:
+    withdraw every consent of the subject.
+    """
     purpose: _builtins.str
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
         subject_id: _builtins.str = ...,
         recipient_id: _builtins.str = ...,
         purpose: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose", b"purpose", "recipient_id", b"recipient_id", "subject_id", b"subject_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "purpose", b"purpose", "recipient_id", b"recipient_id", "subject_id", b"subject_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

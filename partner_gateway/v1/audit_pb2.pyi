@@ -94,6 +94,11 @@ class LedgerEntry(_message.Message):
     SUBJECT_COUNT_FIELD_NUMBER: _builtins.int
     EXCLUDED_COUNT_FIELD_NUMBER: _builtins.int
     POLICY_REVISION_FIELD_NUMBER: _builtins.int
+    AGREEMENT_ID_FIELD_NUMBER: _builtins.int
+    AGREEMENT_VERSION_FIELD_NUMBER: _builtins.int
+    CONSENT_IDS_FIELD_NUMBER: _builtins.int
+    DESTINATION_REGION_FIELD_NUMBER: _builtins.int
+    CROSS_BORDER_EXCEPTIONS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     leaf_hash: _builtins.bytes
     data: _builtins.bytes
@@ -112,6 +117,13 @@ class LedgerEntry(_message.Message):
     subject_count: _builtins.int
     excluded_count: _builtins.int
     policy_revision: _builtins.str
+    agreement_id: _builtins.str
+    """Entry version 2 (§三, §八, R12): the agreement the share relied on, the ids of the
+    subjects' consents in scope, the destination region and the cross-border exceptions of
+    §七 used (law, consent, transaction). Empty for version-1 entries.
+    """
+    agreement_version: _builtins.str
+    destination_region: _builtins.str
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -120,6 +132,10 @@ class LedgerEntry(_message.Message):
     def categories_disclosed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def categories_removed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def consent_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cross_border_exceptions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -144,10 +160,15 @@ class LedgerEntry(_message.Message):
         subject_count: _builtins.int = ...,
         excluded_count: _builtins.int = ...,
         policy_revision: _builtins.str = ...,
+        agreement_id: _builtins.str = ...,
+        agreement_version: _builtins.str = ...,
+        consent_ids: _abc.Iterable[_builtins.str] | None = ...,
+        destination_region: _builtins.str = ...,
+        cross_border_exceptions: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "caller", b"caller", "categories_disclosed", b"categories_disclosed", "categories_removed", b"categories_removed", "data", b"data", "decision", b"decision", "excluded_count", b"excluded_count", "index", b"index", "leaf_hash", b"leaf_hash", "legal_basis", b"legal_basis", "mode", b"mode", "partner_id", b"partner_id", "policy_revision", b"policy_revision", "purpose", b"purpose", "reason_codes", b"reason_codes", "record_count", b"record_count", "record_type", b"record_type", "request_id", b"request_id", "rpc", b"rpc", "subject_count", b"subject_count", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agreement_id", b"agreement_id", "agreement_version", b"agreement_version", "caller", b"caller", "categories_disclosed", b"categories_disclosed", "categories_removed", b"categories_removed", "consent_ids", b"consent_ids", "cross_border_exceptions", b"cross_border_exceptions", "data", b"data", "decision", b"decision", "destination_region", b"destination_region", "excluded_count", b"excluded_count", "index", b"index", "leaf_hash", b"leaf_hash", "legal_basis", b"legal_basis", "mode", b"mode", "partner_id", b"partner_id", "policy_revision", b"policy_revision", "purpose", b"purpose", "reason_codes", b"reason_codes", "record_count", b"record_count", "record_type", b"record_type", "request_id", b"request_id", "rpc", b"rpc", "subject_count", b"subject_count", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -244,29 +244,39 @@ _deny_basis contains _reason(_lr_code("reference_mismatch"), "the order's refere
 }
 
 # R16, last paragraph of §三.(四): de-identified means no identity category remains and
-# every quasi-identifier combination is shared by at least k records.
+# every combination of released attribute values is shared by at least k subjects
+# ("无法重新识别特定个人且不能复原"). quasi_identifiers has one {ref, values} per record
+# (values: category -> keyed digest) of the remaining subjects; the records leave with no
+# subject reference
+# (decision.subject_ref "none"), so nothing links batches.
 _identity := {c | some c in data.params.identity_categories}
 
-_qis := [q | some q in object.get(_request, "quasi_identifiers", [])]
+# Only records of subjects that remain count: a subject left out (R14 deleted, ...) does
+# not make a group large enough.
+_qis := [q | some q in object.get(_request, "quasi_identifiers", []); q.ref in remaining]
 
-_qi_groups := {q | some q in _qis}
+# Distinct (subject, combination) pairs: a subject with several equal records counts once.
+_qi_pairs := {[q.ref, q.values] | some q in _qis}
+
+_qi_groups := {p[1] | some p in _qi_pairs}
 
 _k := data.params.k_anonymity
 
-# Pigeonhole: more distinct combinations than records/k means some group is below k,
-# without counting each group (counting is O(records x groups)).
-_qi_too_many_groups if count(_qi_groups) * _k > count(_qis)
+# Pigeonhole: more distinct combinations than pairs/k means some group has fewer than k
+# subjects, without counting each group (counting is O(pairs x groups)).
+_qi_too_many_groups if count(_qi_groups) * _k > count(_qi_pairs)
 
-_qi_small_groups := {q |
+_qi_small_groups := {g |
 	not _qi_too_many_groups
-	some q in _qi_groups
-	count([1 | some r in _qis; r == q]) < _k
+	some g in _qi_groups
+	count([1 | some p in _qi_pairs; p[1] == g]) < _k
 }
 
 _k_anonymous if {
 	count(_qis) > 0
 	every q in _qis {
-		is_object(q)
+		is_string(q.ref)
+		is_object(q.values)
 	}
 	not _qi_too_many_groups
 	count(_qi_small_groups) == 0
@@ -278,7 +288,7 @@ _deny_basis contains _reason("R16.identity_category", concat("", ["DE_IDENTIFIED
 	count(ids) > 0
 }
 
-_deny_basis contains _reason("R16.not_k_anonymous", concat("", ["quasi-identifier combinations of ", format_int(count(_qis), 10), " record(s) are shared by fewer than k=", format_int(_k, 10), " records"])) if {
+_deny_basis contains _reason("R16.not_k_anonymous", concat("", ["quasi-identifier combinations of ", format_int(count(_qis), 10), " record(s) are shared by fewer than k=", format_int(_k, 10), " subjects"])) if {
 	_basis == "DE_IDENTIFIED"
 	not _k_anonymous
 }

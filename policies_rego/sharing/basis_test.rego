@@ -69,7 +69,7 @@ merger_input := object.union(acquirer_input, {
 	"request": object.union(acquirer_input.request, {"legal_request": transfer_request}),
 })
 
-transfer_consent := {"recipient": "newco", "purpose": "", "scope": "TRANSFER", "categories": ["user.name", "user.contact.phone", "user.contact.address"]}
+transfer_consent := consent("newco", "business_transfer", "TRANSFER", ["user.name", "user.contact.phone", "user.contact.address"])
 
 test_r8_allows_registered_merger_to_bound_acquirer if {
 	d := data.sharing.decision with input as merger_input
@@ -280,7 +280,24 @@ test_r10_refuses_a_code_other_than_the_registered_one if {
 	"R10.exemption_code_mismatch" in codes(d)
 }
 
-qi(city) := {"user.location.city": city}
+qi(ref, city) := {"ref": ref, "values": {"user.location.city": city}}
+
+five_subjects_in(city) := [qi("0", city), qi("1", city), qi("2", city), qi("3", city), qi("4", city)]
+
+five_adults := [object.union(adult, {"ref": ref}) | some ref in ["0", "1", "2", "3", "4"]]
+
+research_input := object.union(vendor_input, {
+	"subjects": five_adults,
+	"request": object.union(vendor_input.request, {
+		"purpose": "research", "categories": ["user.location.city"],
+		"legal_basis": {"kind": "DE_IDENTIFIED", "reference": "", "exemption_code": ""},
+		"quasi_identifiers": five_subjects_in("a"),
+	}),
+	"recipient": object.union(vendor_input.recipient, {"agreement": {
+		"id": "agr-uni", "version": "1", "purposes": ["research"], "categories": ["user.location.city"],
+		"expires": "2027-12-31", "binds_policy": false,
+	}}),
+})
 
 test_r16_allows_k_anonymous_batch if {
 	d := data.sharing.decision with input as vendor_input
@@ -289,7 +306,8 @@ test_r16_allows_k_anonymous_batch if {
 		with input.request.categories as ["user.location.city"]
 		with input.recipient.agreement.purposes as ["research"]
 		with input.recipient.agreement.categories as ["user.location.city"]
-		with input.request.quasi_identifiers as [qi("a"), qi("a"), qi("a"), qi("a"), qi("a")]
+		with input.request.quasi_identifiers as five_subjects_in("a")
+		with input.subjects as five_adults
 	d.allow
 }
 
@@ -300,7 +318,7 @@ test_r16_refuses_small_group if {
 		with input.request.categories as ["user.location.city"]
 		with input.recipient.agreement.purposes as ["research"]
 		with input.recipient.agreement.categories as ["user.location.city"]
-		with input.request.quasi_identifiers as [qi("a"), qi("a"), qi("a"), qi("a"), qi("a"), qi("b")]
+		with input.request.quasi_identifiers as array.concat(five_subjects_in("a"), [qi("5", "b")])
 	not d.allow
 	"R16.not_k_anonymous" in codes(d)
 }
@@ -308,7 +326,7 @@ test_r16_refuses_small_group if {
 test_r16_refuses_identity_category if {
 	d := data.sharing.decision with input as vendor_input
 		with input.request.legal_basis.kind as "DE_IDENTIFIED"
-		with input.request.quasi_identifiers as [{}, {}, {}, {}, {}]
+		with input.request.quasi_identifiers as five_subjects_in("a")
 	not d.allow
 	"R16.identity_category" in codes(d)
 }
@@ -330,4 +348,83 @@ test_r10_subject_without_scope_flag_is_out_of_scope if {
 	d := data.sharing.decision with input as authority_input with input.subjects as [adult]
 	not d.allow
 	"R10.out_of_scope_subject" in codes(d)
+}
+
+test_r16_counts_subjects_not_records if {
+	d := data.sharing.decision with input as research_input
+		with input.request.quasi_identifiers as [qi("0", "a"), qi("0", "a"), qi("0", "a"), qi("0", "a"), qi("0", "a")]
+	not d.allow
+	"R16.not_k_anonymous" in codes(d)
+}
+
+test_r16_de_identified_records_carry_no_subject_ref if {
+	d := data.sharing.decision with input as research_input
+	d.allow
+	d.subject_ref == "none"
+}
+
+test_r16_identified_share_keeps_per_recipient_refs if {
+	d := data.sharing.decision with input as vendor_input
+	d.subject_ref == "per_recipient"
+}
+
+test_r8_allows_transfer_of_de_identified_data if {
+	d := data.sharing.decision with input as research_input
+		with input.request.action as "TRANSFER"
+		with input.subjects as array.concat([object.union(adult, {"age": null}), object.union(adult, {"ref": "1", "age": 12})], array.slice(five_adults, 2, 5))
+	d.allow
+	count(d.excluded) == 0
+}
+
+test_r9_allows_public_disclosure_of_de_identified_data if {
+	d := data.sharing.decision with input as research_input
+		with input.request.action as "PUBLIC_DISCLOSURE"
+		with input.subjects as array.concat([object.union(adult, {"age": 16})], array.slice(five_adults, 1, 5))
+	d.allow
+	count(d.excluded) == 0
+}
+
+test_r8_de_identified_transfer_still_needs_k_anonymity if {
+	d := data.sharing.decision with input as research_input
+		with input.request.action as "TRANSFER"
+		with input.request.quasi_identifiers as [qi("0", "a")]
+	not d.allow
+	"R16.not_k_anonymous" in codes(d)
+}
+
+test_r8_allows_transfer_under_exemption if {
+	d := data.sharing.decision with input as vendor_input
+		with input.request.action as "TRANSFER"
+		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "vital_interest", "reference": "ticket 7"}
+		with input.subjects as [object.union(adult, {"age": 12, "consent_withdrawn": true})]
+	d.allow
+}
+
+test_r9_allows_public_disclosure_under_exemption if {
+	d := data.sharing.decision with input as vendor_input
+		with input.request.action as "PUBLIC_DISCLOSURE"
+		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "public_safety", "reference": "notice 3"}
+	d.allow
+}
+
+test_r14_deleted_account_is_out_of_de_identified_share if {
+	d := data.sharing.decision with input as research_input
+		with input.subjects as array.concat(five_adults, [object.union(adult, {"ref": "5", "account_deleted": true})])
+		with input.request.quasi_identifiers as array.concat(five_subjects_in("a"), [qi("5", "a")])
+	d.allow
+	excluded_codes(d, "5") == {"R14.account_deleted"}
+}
+
+test_r14_deleted_account_is_out_of_merger if {
+	d := data.sharing.decision with input as acquirer_input with input.subjects as [object.union(adult, {"account_deleted": true})]
+	not d.allow
+	"R14.account_deleted" in excluded_codes(d, "0")
+}
+
+test_r16_subjects_left_out_do_not_count_towards_k if {
+	d := data.sharing.decision with input as research_input
+		with input.subjects as [adult, object.union(adult, {"ref": "1"}), object.union(adult, {"ref": "2"}), object.union(adult, {"ref": "3"}), object.union(adult, {"ref": "4", "account_deleted": true})]
+	not d.allow
+	"R16.not_k_anonymous" in codes(d)
+	excluded_codes(d, "4") == {"R14.account_deleted"}
 }

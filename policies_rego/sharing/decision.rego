@@ -2,7 +2,7 @@
 # title: Partner data-sharing decision
 # description: |
 #   The one decision the gateway asks for every share and every partner pull (decision
-#   contract v1, policies_rego/CONTRACT.md). Rules R1-R17 of POLICY_SPEC.md, from the
+#   contract v2, policies_rego/CONTRACT.md). Rules R1-R17 of POLICY_SPEC.md, from the
 #   privacy policy in shared/seed (where they disagree, the source text wins). The
 #   gateway only executes the answer: it keeps no list of identity fields.
 # scope: package
@@ -79,24 +79,18 @@ deny contains _reason("R1.default_deny", "no rule allows this share") if {
 	count(_refusals) == 0
 }
 
-# METADATA
-# description: Refs of the subjects no subject-level rule left out.
-remaining := {s.ref |
-	some s in input.subjects
-	not s.ref in _excluded_refs
-}
-
-_excluded_refs := {x.ref | some x in exclusions}
-
 deny contains _reason("R1.all_subjects_excluded", concat("", ["all ", format_int(count(input.subjects), 10), " subject(s) were left out by subject-level rules"])) if {
 	count(input.subjects) > 0
 	count(remaining) == 0
 }
 
-# R5, §三.(一).5.(1): no identity category reaches an AD_PARTNER unless the subject
-# explicitly consented to identified sharing with *that* partner. Account and device ids
+# R5, §三.(一).5.(1)-(2): ad and analytics work (_r5_applies, subjects.rego) gets no identity
+# category unless the subject explicitly consented to identified sharing with *that*
+# partner for that purpose (IDENTIFIED_SHARING, "除非得到您的许可"). Account and device ids
 # become per-partner pseudonyms, birth date and precise location are generalised, every
-# other identity category is dropped. Removal wins over any other treatment.
+# other identity category is dropped. Removal wins over any other treatment. R4 lets
+# identity categories the agreement lists through for these purposes (minimality.rego) so
+# that consented identified sharing can happen.
 _ad_identity := data.params.ad_partner_identity
 
 _ad_pseudonymize := {c | some c in _ad_identity.pseudonymize}
@@ -106,14 +100,14 @@ _obligations_keeping(kept) := {
 	"pseudonymize": sort(ids & _ad_pseudonymize),
 	"generalize": generalize,
 } if {
-	input.recipient.kind == "AD_PARTNER"
+	_r5_applies
 	ids := {c | some c in input.request.categories; c in data.params.identity_categories; not c in kept}
 	drop := {c | some c in ids; not c in _ad_pseudonymize; not _ad_identity.generalize[c]}
 	generalize := {c: g | some c in ids; not c in _ad_pseudonymize; g := _ad_identity.generalize[c]}
 }
 
 _obligations_keeping(_) := {"drop": [], "pseudonymize": [], "generalize": {}} if {
-	not input.recipient.kind == "AD_PARTNER"
+	not _r5_applies
 }
 
 # METADATA
@@ -121,9 +115,9 @@ _obligations_keeping(_) := {"drop": [], "pseudonymize": [], "generalize": {}} if
 obligations := _obligations_keeping(set())
 
 # METADATA
-# description: Per-subject obligations for AD_PARTNER subjects who consented to identified sharing (R5).
+# description: Per-subject obligations for subjects who consented to identified sharing (R5).
 subject_obligations := {ref: o |
-	input.recipient.kind == "AD_PARTNER"
+	_r5_applies
 	some s in input.subjects
 	some c in s.consents
 	c.scope == "IDENTIFIED_SHARING"
@@ -134,8 +128,70 @@ subject_obligations := {ref: o |
 	o := _obligations_keeping(kept)
 }
 
+# -- what the ledger records (§三, §八): consents read, cross-border exception, refs -----
+
+# Consent scopes this share reads: the action's, identified sharing under R5, and the
+# cross-border authorisation when data leaves China.
+_read_scopes contains _scope
+
+_read_scopes contains "IDENTIFIED_SHARING" if _r5_applies
+
+_read_scopes contains "CROSS_BORDER" if _cross_border
+
+_consent_in_scope(s, c) if {
+	c.scope in _read_scopes
+	_consent_for(s, c, c.scope)
+	some x in _leaving_for(s)
+	_covers(c, x)
+}
+
 # METADATA
-# description: The decision document (contract v1); behind the input gate (input.rego).
+# description: |
+#   Remaining subject ref -> ids of its consents in scope of this share (recipient,
+#   purpose, a scope the share reads, a category that leaves): the consents the consent
+#   rules relied on. Empty under bases that need no consent.
+consents := {ref: ids |
+	not input.request.legal_basis.kind in data.params.consent_skipping_bases
+	some s in input.subjects
+	ref := s.ref
+	ref in remaining
+	ids := sort({c.id | some c in s.consents; _consent_in_scope(s, c)})
+	count(ids) > 0
+}
+
+_region := input.request.destination_region if {
+	is_string(input.request.destination_region)
+	input.request.destination_region != data.params.home_region
+} else := object.get(_recipient, "region", "")
+
+_cross_border_exceptions := {ref: e |
+	some s in input.subjects
+	ref := s.ref
+	ref in remaining
+	e := _cross_border_exception(s)
+}
+
+# METADATA
+# description: R12 - whether data leaves China, to which region, and per remaining subject which exception of §七 applied (law, consent, transaction).
+cross_border := {
+	"applies": true,
+	"region": _region,
+	"exceptions": _cross_border_exceptions,
+} if {
+	_cross_border
+} else := {"applies": false, "region": _region, "exceptions": {}}
+
+# METADATA
+# description: |
+#   R16 - how records name their subject: "per_recipient" (a keyed pseudonym, stable for
+#   this recipient) or "none" (DE_IDENTIFIED: nothing the recipient could link across
+#   batches, "无法重新识别特定个人且不能复原").
+subject_ref := "none" if {
+	input.request.legal_basis.kind == "DE_IDENTIFIED"
+} else := "per_recipient"
+
+# METADATA
+# description: The decision document (contract v2); behind the input gate (input.rego).
 # entrypoint: true
 decision := {
 	"allow": allow,
@@ -143,6 +199,9 @@ decision := {
 	"excluded": exclusions,
 	"obligations": obligations,
 	"subject_obligations": subject_obligations,
+	"consents": consents,
+	"cross_border": cross_border,
+	"subject_ref": subject_ref,
 } if {
 	input_well_formed
 } else := refused_malformed

@@ -99,7 +99,7 @@ _today_ok if {
 	substring(input.today, 7, 1) == "-"
 }
 
-_contract_ok if input.contract == "v1"
+_contract_ok if input.contract == "v2"
 
 _action_ok if _action in data.params.actions
 
@@ -183,22 +183,42 @@ _recipient_keys := {
 	"dpa_expires": "string",
 }
 
-_agreement_keys := {"purposes": "array of strings", "categories": "array of strings", "expires": "string", "binds_policy": "boolean"}
+_agreement_keys := {
+	"id": "string",
+	"version": "string",
+	"purposes": "array of strings",
+	"categories": "array of strings",
+	"expires": "string",
+	"binds_policy": "boolean",
+}
 
 _subject_keys := {
 	"ref": "string",
 	"age": "number or null",
-	"guardian_consent": "boolean",
 	"ad_opt_out": "boolean",
 	"consent_withdrawn": "boolean",
 	"account_deleted": "boolean",
+	"all_records_in_orders": "boolean",
 	"orders": "array",
 	"consents": "array",
+	"withdrawals": "array",
 }
 
-_order_keys := {"id": "string", "merchant": "string", "cross_border": "boolean"}
+_order_keys := {"id": "string", "merchant": "string", "fulfilment": "array of strings", "cross_border": "boolean"}
 
-_consent_keys := {"recipient": "string", "purpose": "string", "scope": "string", "categories": "array of strings"}
+_consent_keys := {
+	"id": "string",
+	"recipient": "string",
+	"purpose": "string",
+	"scope": "string",
+	"categories": "array of strings",
+	"all_categories": "boolean",
+	"given_by": "string",
+}
+
+_withdrawal_keys := {"recipient": "string", "purpose": "string", "categories": "array of strings", "all_categories": "boolean"}
+
+_quasi_identifier_keys := {"ref": "string", "values": "object of strings"}
 
 _is_type(x, "string") if is_string(x)
 
@@ -275,6 +295,17 @@ _gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].con
 	is_object(c)
 }
 
+_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].withdrawals[", format_int(j, 10), "]"]), w, _withdrawal_keys, {}] if {
+	some i, s in input.subjects
+	some j, w in s.withdrawals
+	is_object(w)
+}
+
+_gate_objects contains [concat("", ["input.request.quasi_identifiers[", format_int(i, 10), "]"]), q, _quasi_identifier_keys, {}] if {
+	some i, q in input.request.quasi_identifiers
+	is_object(q)
+}
+
 # Elements of arrays of objects that are not objects.
 _gate_elements contains ["input.subjects", i, x] if some i, x in input.subjects
 
@@ -286,6 +317,11 @@ _gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].or
 _gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].consents"]), j, c] if {
 	some i, s in input.subjects
 	some j, c in s.consents
+}
+
+_gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].withdrawals"]), j, w] if {
+	some i, s in input.subjects
+	some j, w in s.withdrawals
 }
 
 _gate_elements contains ["input.request.quasi_identifiers", i, q] if some i, q in input.request.quasi_identifiers
@@ -323,9 +359,7 @@ _malformed contains concat("", [path, "[", format_int(i, 10), "] is not ", type]
 	not _is_type(x, type)
 }
 
-_element_type(path) := "object of strings" if path == "input.request.quasi_identifiers"
-
-_element_type(path) := "object" if path != "input.request.quasi_identifiers"
+_element_type(_) := "object"
 
 # METADATA
 # description: |
@@ -350,29 +384,41 @@ input_well_formed if {
 	_is_type(input.request.categories, "array of strings")
 	is_array(input.request.quasi_identifiers)
 	every q in input.request.quasi_identifiers {
-		_is_type(q, "object of strings")
+		is_string(q.ref)
+		_is_type(q.values, "object of strings")
 	}
 	_recipient_well_formed
 	is_array(input.subjects)
 	every s in input.subjects {
 		is_string(s.ref)
 		_is_type(s.age, "number or null")
-		is_boolean(s.guardian_consent)
 		is_boolean(s.ad_opt_out)
 		is_boolean(s.consent_withdrawn)
 		is_boolean(s.account_deleted)
+		is_boolean(s.all_records_in_orders)
 		is_array(s.orders)
 		every o in s.orders {
 			is_string(o.id)
 			is_string(o.merchant)
+			_is_type(o.fulfilment, "array of strings")
 			is_boolean(o.cross_border)
 		}
 		is_array(s.consents)
 		every c in s.consents {
+			is_string(c.id)
 			is_string(c.recipient)
 			is_string(c.purpose)
 			is_string(c.scope)
 			_is_type(c.categories, "array of strings")
+			is_boolean(c.all_categories)
+			is_string(c.given_by)
+		}
+		is_array(s.withdrawals)
+		every w in s.withdrawals {
+			is_string(w.recipient)
+			is_string(w.purpose)
+			_is_type(w.categories, "array of strings")
+			is_boolean(w.all_categories)
 		}
 	}
 }
@@ -405,6 +451,8 @@ _recipient_well_formed if {
 	is_string(input.recipient.region)
 	is_string(input.recipient.security_review_expires)
 	is_string(input.recipient.dpa_expires)
+	is_string(input.recipient.agreement.id)
+	is_string(input.recipient.agreement.version)
 	_is_type(input.recipient.agreement.purposes, "array of strings")
 	_is_type(input.recipient.agreement.categories, "array of strings")
 	is_string(input.recipient.agreement.expires)
@@ -414,7 +462,7 @@ _recipient_well_formed if {
 _malformed_reasons contains _reason("R1.malformed_input", m) if some m in _malformed
 
 # R1: a failed gate always carries a reason, even if the explanation above misses a case.
-_malformed_reasons contains _reason("R1.malformed_input", "input does not follow decision contract v1") if {
+_malformed_reasons contains _reason("R1.malformed_input", "input does not follow decision contract v2") if {
 	not input_well_formed
 	count(_malformed) == 0
 }
@@ -427,6 +475,9 @@ refused_malformed := {
 	"excluded": set(),
 	"obligations": {"drop": [], "pseudonymize": [], "generalize": {}},
 	"subject_obligations": {},
+	"consents": {},
+	"cross_border": {"applies": false, "region": "", "exceptions": {}},
+	"subject_ref": "none",
 }
 
 _deny_input contains r if {
@@ -442,7 +493,7 @@ input_ok if {
 	input_well_formed
 	# Direct input references on this (allowing) path: an undefined value makes the
 	# check false, never true, and avoids one rule evaluation per accessor.
-	input.contract == "v1"
+	input.contract == "v2"
 	_today_ok
 	input.request.mode in data.params.modes
 	input.request.action in data.params.actions
@@ -464,7 +515,7 @@ input_ok if {
 	count({s.ref | some s in input.subjects}) == count(input.subjects)
 }
 
-_deny_input contains _reason("R1.unsupported_contract", "input is not decision contract v1") if not _contract_ok
+_deny_input contains _reason("R1.unsupported_contract", "input is not decision contract v2") if not _contract_ok
 
 _deny_input contains _reason("R1.missing_today", "input.today is missing or not an ISO date") if not _today_ok
 

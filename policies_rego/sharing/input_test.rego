@@ -58,9 +58,10 @@ test_r1_malformed_input_names_each_missing_subject_key if {
 		"input.subjects[0].ad_opt_out is missing or not boolean",
 		"input.subjects[0].account_deleted is missing or not boolean",
 		"input.subjects[0].consent_withdrawn is missing or not boolean",
+		"input.subjects[0].all_records_in_orders is missing or not boolean",
 		"input.subjects[0].consents is missing or not array",
-		"input.subjects[0].guardian_consent is missing or not boolean",
 		"input.subjects[0].orders is missing or not array",
+		"input.subjects[0].withdrawals is missing or not array",
 	}
 	count(d.excluded) == 0
 }
@@ -105,11 +106,12 @@ test_r1_refuses_mistyped_values if {
 }
 
 test_r1_refuses_non_object_elements_and_bad_optional_keys if {
-	d := data.sharing.decision with input as vendor_input with input.subjects as [adult, "1"] with input.caller.partner_id as 5 with input.request.quasi_identifiers as [{"a": 1}]
+	d := data.sharing.decision with input as vendor_input with input.subjects as [adult, "1"] with input.caller.partner_id as 5 with input.request.quasi_identifiers as [{"ref": "0", "values": {"a": 1}}, "q"]
 	not d.allow
 	messages(d) == {
 		"input.caller.partner_id is not string",
-		"input.request.quasi_identifiers[0] is not object of strings",
+		"input.request.quasi_identifiers[0].values is missing or not object of strings",
+		"input.request.quasi_identifiers[1] is not object",
 		"input.subjects[1] is not object",
 	}
 }
@@ -128,3 +130,25 @@ test_r1_unknown_recipient_is_well_formed if {
 }
 
 messages(d) := {r.message | some r in d.reasons}
+
+test_r1_malformed_v2_consent_and_withdrawal_keys_are_named if {
+	c := {"recipient": "shipco", "purpose": "delivery", "scope": "SHARE", "categories": []}
+	w := {"recipient": "shipco", "purpose": ""}
+	d := data.sharing.decision with input as vendor_input with input.subjects as [object.union(adult, {"consents": [c], "withdrawals": [w]})]
+	not d.allow
+	messages(d) == {
+		"input.subjects[0].consents[0].all_categories is missing or not boolean",
+		"input.subjects[0].consents[0].given_by is missing or not string",
+		"input.subjects[0].consents[0].id is missing or not string",
+		"input.subjects[0].withdrawals[0].all_categories is missing or not boolean",
+		"input.subjects[0].withdrawals[0].categories is missing or not array of strings",
+	}
+	d.subject_ref == "none"
+}
+
+test_r1_v1_input_is_malformed if {
+	v1 := object.union(adult, {"guardian_consent": true})
+	d := data.sharing.decision with input as vendor_input with input.contract as "v1" with input.subjects as [object.remove(v1, ["withdrawals"])]
+	not d.allow
+	"input.subjects[0].withdrawals is missing or not array" in messages(d)
+}

@@ -8,7 +8,20 @@ package sharing
 
 import rego.v1
 
-_needed := {c | some c in data.params.purposes[_purpose]}
+# R4 x R5: for ad and analytics purposes every identity category counts as needed, so the
+# agreement alone decides whether it may be asked for; R5 then pseudonymises, generalises
+# or drops it unless the subject consented to identified sharing (decision.rego).
+_needed_for(c, p) if c in data.params.purposes[p]
+
+_needed_for(c, p) if {
+	p in data.params.ad_purposes
+	c in data.params.identity_categories
+}
+
+_needed := {c | some c in data.params.purposes[_purpose]} | {c |
+	_purpose in data.params.ad_purposes
+	some c in data.params.identity_categories
+}
 
 _agreed := {c | some c in object.get(_agreement, "categories", [])}
 
@@ -17,10 +30,10 @@ _excess(requested, needed) := requested - needed
 # METADATA
 # description: R4 holds - the requested categories are needed for the purpose and in the agreement.
 minimal_ok if {
-	needed := data.params.purposes[input.request.purpose]
+	data.params.purposes[input.request.purpose]
 	agreed := input.recipient.agreement.categories
 	every c in input.request.categories {
-		c in needed
+		_needed_for(c, input.request.purpose)
 		c in agreed
 	}
 }

@@ -31,10 +31,10 @@ def _entry(d: Disclosure, index: int = 7) -> bytes:
 def test_encoding_is_sorted_compact_json_with_version(
     disclosure: Callable[..., Disclosure],
 ) -> None:
-    """The encoding is compact JSON with sorted keys, v=1, hex digest and a Z timestamp."""
+    """The encoding is compact JSON with sorted keys, v=2, hex digest and a Z timestamp."""
     data = _entry(disclosure(1))
     assert data.startswith(b'{"action":"SHARE",')
-    assert b'"v":1}' in data and b" " not in data.replace(b"fraud-prevention", b"")
+    assert b'"v":2}' in data and b" " not in data.replace(b"fraud-prevention", b"")
     assert b'"time":"2025-01-01T12:00:01.000001Z"' in data
     assert b'"subjects":["aa","bb"]' in data and b'"subject_count":2' in data
 
@@ -58,7 +58,8 @@ def test_non_canonical_bytes_are_rejected(disclosure: Callable[..., Disclosure])
     data = _entry(disclosure(0))
     for bad in (
         data.replace(b",", b", ", 1),
-        data.replace(b'"v":1', b'"v":2'),
+        data.replace(b'"v":2', b'"v":3'),
+        data.replace(b'"v":2', b'"v":1'),  # a version-1 entry has no version-2 keys
         b'{"v":1}',
         b"\xff",
     ):
@@ -116,3 +117,47 @@ def test_malformed_disclosure_is_refused_naming_the_field(
 def test_minimal_refused_call_is_valid() -> None:
     """Only time and decision are needed to log a refused call."""
     validate_disclosure(Disclosure(time=datetime.now(UTC), decision="DENY", mode="refused_call"))
+
+
+#: A version-1 entry exactly as a gateway before entry version 2 wrote it.
+V1_ENTRY = (
+    b'{"action":"SHARE","caller":"svc:checkout","caller_role":"service",'
+    b'"categories_disclosed":["user.name"],"categories_removed":[],"decision":"ALLOW",'
+    b'"excluded_count":0,"excluded_subjects":[],"exemption_code":"","index":3,'
+    b'"legal_basis":"AUTHORIZED_PARTNER","legal_reference":"","mode":"share",'
+    b'"partner_id":"logiship","payload_digest":"","policy_revision":"abc",'
+    b'"pseudonym_key_id":"k1","purpose":"delivery","reason_codes":[],"record_count":1,'
+    b'"record_type":"delivery_order","request_id":"r1","rpc":"/Share","subject_count":1,'
+    b'"subject_key_id":"s1","subjects":["aa"],"time":"2025-01-01T12:00:00.000000Z","v":1}'
+)
+
+
+def test_version_1_entries_still_decode_exactly() -> None:
+    """An entry written before version 2 decodes with the new fields empty and re-encodes
+    to the same bytes (same leaf hash)."""
+    e = decode_entry(V1_ENTRY)
+    assert e.version == 1 and e.index == 3 and e.partner_id == "logiship"
+    assert (e.agreement_id, e.consent_ids, e.destination_region) == ("", (), "")
+    assert encode_entry(e) == V1_ENTRY
+
+
+def test_version_2_records_agreement_consents_and_region(
+    disclosure: Callable[..., Disclosure],
+) -> None:
+    """Agreement id and version, consent ids, destination region and the cross-border
+    exceptions used are encoded and decoded (§三, §八, R12)."""
+    d = replace(
+        disclosure(2),
+        agreement_id="agr-logiship",
+        agreement_version="4",
+        consent_ids=("c-1", "c-2"),
+        destination_region="SG",
+        cross_border_exceptions=("consent", "transaction"),
+    )
+    data = _entry(d)
+    assert b'"agreement_id":"agr-logiship","agreement_version":"4"' in data
+    assert b'"consent_ids":["c-1","c-2"]' in data
+    assert b'"cross_border_exceptions":["consent","transaction"]' in data
+    e = decode_entry(data)
+    assert (e.version, e.destination_region, e.consent_ids) == (2, "SG", ("c-1", "c-2"))
+    assert encode_entry(e) == data

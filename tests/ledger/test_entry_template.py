@@ -52,6 +52,11 @@ def disclosures(draw: st.DrawFn) -> Disclosure:
         excluded_subject_ids=draw(ids),
         payload_digest=draw(st.sampled_from([b"", bytes(range(32))])),
         pseudonym_key_id=draw(texts),
+        agreement_id=draw(texts),
+        agreement_version=draw(texts),
+        consent_ids=tuple(draw(st.lists(texts, max_size=3))),
+        destination_region=draw(texts),
+        cross_border_exceptions=tuple(draw(st.lists(texts, max_size=3))),
     )
 
 

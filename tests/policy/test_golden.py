@@ -44,7 +44,7 @@ def _check(decision: PolicyDecision, expect: dict[str, Any]) -> None:
     assert {ref: sorted({r[0] for r in rs}) for ref, rs in got["excluded"].items()} == {
         ref: sorted(codes) for ref, codes in expect["excluded"].items()
     }
-    for key in ("obligations", "subject_obligations"):
+    for key in ("obligations", "subject_obligations", "consents", "cross_border", "subject_ref"):
         if key in expect:
             assert got[key] == expect[key]
     assert decision.allow or decision.reasons, "a refusal always names a reason (R1)"
