@@ -37,6 +37,9 @@ def contract_output(decision: PolicyDecision) -> dict[str, Any]:
         ],
         "obligations": comparable["obligations"],
         "subject_obligations": comparable["subject_obligations"],
+        "consents": comparable["consents"],
+        "cross_border": comparable["cross_border"],
+        "subject_ref": comparable["subject_ref"],
     }
 
 

@@ -20,9 +20,12 @@ def demo_records() -> dict[str, Any]:
 
 
 def profile(subject_id: str, *fields: str) -> share_pb2.Record:
-    """The demo ``customer_profile`` record of ``subject_id``, restricted to ``fields``."""
+    """The demo ``customer_profile`` record of ``subject_id``, restricted to ``fields`` (a
+    field the record lacks, such as u1010's birth date, is left out)."""
     rec = next(r for r in demo_records()["customer_profile"] if r["subject_id"] == subject_id)
-    return share_pb2.Record(subject_id=subject_id, fields={f: rec["fields"][f] for f in fields})
+    return share_pb2.Record(
+        subject_id=subject_id, fields={f: rec["fields"][f] for f in fields if f in rec["fields"]}
+    )
 
 
 AD_FIELDS = ("account_id", "device_id", "birth_date", "tags")

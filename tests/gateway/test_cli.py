@@ -228,9 +228,19 @@ def test_policy_eval_of_the_sample_input_prints_the_contract_shape(elsewhere: Pa
     res = runner.invoke(
         app, ["policy", "eval", "--input", str(REPO_ROOT / "docs/policy-input.json")]
     )
-    assert res.exit_code in (0, 1), res.output
+    assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert set(out) == {"allow", "reasons", "excluded", "obligations", "subject_obligations"}
+    assert set(out) == {
+        "allow",
+        "reasons",
+        "excluded",
+        "obligations",
+        "subject_obligations",
+        "consents",
+        "cross_border",
+        "subject_ref",
+    }
+    assert out["allow"] is True and out["consents"] == {"0": ["c-1001-ads"]}
     assert all(set(r) == {"code", "message"} for r in out["reasons"])
     assert all(set(x) == {"ref", "code", "message"} for x in out["excluded"])
     assert set(out["obligations"]) == {"drop", "pseudonymize", "generalize"}
