@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.errors import InvalidRequestError
 from gateway.registry import (
@@ -17,6 +18,7 @@ from gateway.registry import (
     Withdrawal,
 )
 from gateway.registry.store import subject_from_mapping
+from gateway.schema import upgrade
 
 
 @pytest.fixture
@@ -100,3 +102,36 @@ def test_seed_with_the_old_guardian_flag_is_refused() -> None:
     """A v1 seed's guardian_consent flag is refused, naming what replaces it."""
     with pytest.raises(InvalidRequestError, match='given_by = "guardian"'):
         subject_from_mapping({"subject_id": "s5", "guardian_consent": True})
+
+
+def test_migration_0002_carries_v1_consents_over(sqlite_url: str) -> None:
+    """A registry at revision 0001 with a v1 consent upgrades: the consent gets an id, is
+    the subject's own and covers what it listed; the guardian flag column is gone."""
+    upgrade(sqlite_url, revision="0001")
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO registry_subjects (subject_id, birth_date, guardian_consent, "
+            "ad_opt_out, consent_withdrawn, account_deleted) VALUES ('s9', '', 1, 0, 0, 0)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO registry_consents (subject_id, recipient_id, purpose, scope, "
+            "categories, withdrawn) "
+            """VALUES ('s9', 'adco', 'ad_delivery', 'SHARE', '["user.name"]', 0)"""
+        )
+    upgrade(sqlite_url)
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("registry_subjects")}
+    engine.dispose()
+    assert "guardian_consent" not in columns
+    registry = Registry.open(sqlite_url)
+    try:
+        [c] = registry.subjects(["s9"])["s9"].consents
+    finally:
+        registry.close()
+    assert (c.consent_id, c.given_by, c.all_categories) == (
+        "consent-row-1",
+        ConsentGiver.SUBJECT,
+        False,
+    )
+    assert c.categories == ("user.name",)
