@@ -353,8 +353,9 @@ class Registry:
 
     def erase_subject(self, subject_id: str, conn: Connection) -> bool:
         """Delete everything the registry holds about the subject (its row with the birth
-        date and flags, its consents, withdrawals and orders) and leave a tombstone holding only a keyed
-        hash of its id, on ``conn`` (the caller's transaction: the ledger's erasure).
+        date and flags, its consents, withdrawals and orders) and leave a tombstone holding
+        only a keyed hash of its id, on ``conn`` (the caller's transaction: the ledger's
+        erasure).
 
         Returns:
             True if the registry knew the subject (held data about it, or a tombstone).
