@@ -434,6 +434,7 @@ def _subject_input(
     all_in_orders: bool,
     today: date,
 ) -> dict[str, Any]:
+    registered = facts is not None
     facts = facts or SubjectFacts(subject_id="")
     known = {o.order_id: o for o in facts.orders}
     orders = [
@@ -447,6 +448,7 @@ def _subject_input(
     ]
     return {
         "ref": ref,
+        "registered": registered,
         "age": age_in_years(facts.birth_date, today) if facts.birth_date else None,
         "ad_opt_out": facts.ad_opt_out,
         "consent_withdrawn": facts.consent_withdrawn,

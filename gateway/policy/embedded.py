@@ -70,6 +70,7 @@ PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
         "subjects": [
             {
                 "ref": "0",
+                "registered": True,
                 "age": 30,
                 "ad_opt_out": False,
                 "consent_withdrawn": False,
@@ -89,7 +90,14 @@ PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
                     }
                 ],
             },
-            {"ref": "1", "age": 9, "orders": [], "consents": [], "withdrawals": []},
+            {
+                "ref": "1",
+                "registered": True,
+                "age": 9,
+                "orders": [],
+                "consents": [],
+                "withdrawals": [],
+            },
         ],
     },
 )

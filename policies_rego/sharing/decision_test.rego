@@ -5,7 +5,7 @@ package sharing_test
 import rego.v1
 
 adult := {
-	"ref": "0", "age": 30, "ad_opt_out": false, "consent_withdrawn": false,
+	"ref": "0", "registered": true, "age": 30, "ad_opt_out": false, "consent_withdrawn": false,
 	"account_deleted": false, "all_records_in_orders": false, "orders": [], "consents": [],
 	"withdrawals": [],
 }

@@ -194,6 +194,7 @@ _agreement_keys := {
 
 _subject_keys := {
 	"ref": "string",
+	"registered": "boolean",
 	"age": "number or null",
 	"ad_opt_out": "boolean",
 	"consent_withdrawn": "boolean",
@@ -391,6 +392,7 @@ input_well_formed if {
 	is_array(input.subjects)
 	every s in input.subjects {
 		is_string(s.ref)
+		is_boolean(s.registered)
 		_is_type(s.age, "number or null")
 		is_boolean(s.ad_opt_out)
 		is_boolean(s.consent_withdrawn)

@@ -61,6 +61,7 @@ test_r1_malformed_input_names_each_missing_subject_key if {
 		"input.subjects[0].all_records_in_orders is missing or not boolean",
 		"input.subjects[0].consents is missing or not array",
 		"input.subjects[0].orders is missing or not array",
+		"input.subjects[0].registered is missing or not boolean",
 		"input.subjects[0].withdrawals is missing or not array",
 	}
 	count(d.excluded) == 0

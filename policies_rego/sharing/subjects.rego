@@ -274,6 +274,17 @@ exclusions contains {"ref": s.ref, "code": "R12.cross_border_not_authorised", "m
 	not _cross_border_exception(s)
 }
 
+# -- R1 ----------------------------------------------------------------------------------
+
+# R1: a subject the registry holds nothing about has unknown flags, consents and age; that
+# never makes a share more permissive, so the subject is left out of every share except
+# LEGAL_OBLIGATION and EXEMPTION (which read none of these facts).
+exclusions contains {"ref": s.ref, "code": "R1.unknown_subject", "message": "the registry holds no facts about the subject"} if {
+	not input.request.legal_basis.kind in data.params.consent_exempt_bases
+	some s in input.subjects
+	not s.registered == true
+}
+
 # -- R13 ---------------------------------------------------------------------------------
 
 # R13, §一.(二): opted out of personalised / commercial ads => out of every AD_PARTNER share.

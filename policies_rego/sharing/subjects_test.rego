@@ -406,3 +406,16 @@ test_r6_guardian_consent_does_not_count_for_an_adult if {
 	not d.allow
 	"R6.sensitive_without_consent" in excluded_codes(d, "0")
 }
+
+test_r1_unregistered_subject_is_left_out if {
+	d := data.sharing.decision with input as ad_input with input.subjects as [adult, object.union(adult, {"ref": "1", "registered": false, "age": null})]
+	d.allow
+	excluded_codes(d, "1") == {"R1.unknown_subject"}
+}
+
+test_r1_unregistered_subject_stays_in_legal_obligation if {
+	d := data.sharing.decision with input as vendor_input
+		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
+		with input.subjects as [object.union(adult, {"registered": false, "age": null})]
+	d.allow
+}
