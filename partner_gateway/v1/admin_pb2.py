@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/admin.proto\x12\x12partner_gateway.v1\"\xd8\x02\n\x07Partner\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.partner_gateway.v1.RecipientKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x1a\n\x12\x61greement_purposes\x18\x06 \x03(\t\x12\x1c\n\x14\x61greement_categories\x18\x07 \x03(\t\x12\x19\n\x11\x61greement_expires\x18\x08 \x01(\t\x12\x1e\n\x16\x61greement_binds_policy\x18\t \x01(\x08\x12\x1f\n\x17security_review_expires\x18\n \x01(\t\x12\x13\n\x0b\x64pa_expires\x18\x0b \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x0c \x01(\t\x12\x19\n\x11\x61greement_version\x18\r \x01(\t\"\x90\x01\n\x0cRecordSchema\x12\x13\n\x0brecord_type\x18\x01 \x01(\t\x12<\n\x06\x66ields\x18\x02 \x03(\x0b\x32,.partner_gateway.v1.RecordSchema.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x91\x01\n\x07\x43onsent\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\x12\x16\n\x0e\x61ll_categories\x18\x05 \x01(\x08\x12\x10\n\x08given_by\x18\x06 \x01(\t\x12\x12\n\nconsent_id\x18\x07 \x01(\t\"G\n\nWithdrawal\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\"\\\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ross_border\x18\x03 \x01(\x08\x12\x16\n\x0e\x66ulfilment_ids\x18\x04 \x03(\t\"\xa5\x02\n\x0cSubjectFacts\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nbirth_date\x18\x02 \x01(\t\x12\x12\n\nad_opt_out\x18\x04 \x01(\x08\x12\x19\n\x11\x63onsent_withdrawn\x18\x05 \x01(\x08\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\x12-\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x1b.partner_gateway.v1.Consent\x12)\n\x06orders\x18\x08 \x03(\x0b\x32\x19.partner_gateway.v1.Order\x12\x33\n\x0bwithdrawals\x18\t \x03(\x0b\x32\x1e.partner_gateway.v1.WithdrawalJ\x04\x08\x03\x10\x04R\x10guardian_consent\"D\n\x14UpsertPartnerRequest\x12,\n\x07partner\x18\x01 \x01(\x0b\x32\x1b.partner_gateway.v1.Partner\"G\n\x13UpsertSchemaRequest\x12\x30\n\x06schema\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.RecordSchema\"F\n\x11PutSubjectRequest\x12\x31\n\x07subject\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.SubjectFacts\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"g\n\x16WithdrawConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"*\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\x15\n\x13ReloadPolicyRequest\"/\n\x14ReloadPolicyResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\"\x1b\n\x08\x41\x64minAck\x12\x0f\n\x07message\x18\x01 \x01(\t*\xdf\x01\n\rRecipientKind\x12\x1e\n\x1aRECIPIENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECIPIENT_KIND_AFFILIATE\x10\x01\x12\x1d\n\x19RECIPIENT_KIND_AD_PARTNER\x10\x02\x12\x19\n\x15RECIPIENT_KIND_VENDOR\x10\x03\x12\x1b\n\x17RECIPIENT_KIND_MERCHANT\x10\x04\x12\x1c\n\x18RECIPIENT_KIND_AUTHORITY\x10\x05\x12\x1b\n\x17RECIPIENT_KIND_ACQUIRER\x10\x06\x32\x88\x05\n\x0c\x41\x64minService\x12V\n\rUpsertPartner\x12(.partner_gateway.v1.UpsertPartnerRequest\x1a\x1b.partner_gateway.v1.Partner\x12Y\n\x0cUpsertSchema\x12\'.partner_gateway.v1.UpsertSchemaRequest\x1a .partner_gateway.v1.RecordSchema\x12U\n\nPutSubject\x12%.partner_gateway.v1.PutSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12U\n\nGetSubject\x12%.partner_gateway.v1.GetSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12[\n\x0fWithdrawConsent\x12*.partner_gateway.v1.WithdrawConsentRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12W\n\rDeleteSubject\x12(.partner_gateway.v1.DeleteSubjectRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12\x61\n\x0cReloadPolicy\x12\'.partner_gateway.v1.ReloadPolicyRequest\x1a(.partner_gateway.v1.ReloadPolicyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/admin.proto\x12\x12partner_gateway.v1\"\xd8\x02\n\x07Partner\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12/\n\x04kind\x18\x03 \x01(\x0e\x32!.partner_gateway.v1.RecipientKind\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x1a\n\x12\x61greement_purposes\x18\x06 \x03(\t\x12\x1c\n\x14\x61greement_categories\x18\x07 \x03(\t\x12\x19\n\x11\x61greement_expires\x18\x08 \x01(\t\x12\x1e\n\x16\x61greement_binds_policy\x18\t \x01(\x08\x12\x1f\n\x17security_review_expires\x18\n \x01(\t\x12\x13\n\x0b\x64pa_expires\x18\x0b \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x0c \x01(\t\x12\x19\n\x11\x61greement_version\x18\r \x01(\t\"\x90\x01\n\x0cRecordSchema\x12\x13\n\x0brecord_type\x18\x01 \x01(\t\x12<\n\x06\x66ields\x18\x02 \x03(\x0b\x32,.partner_gateway.v1.RecordSchema.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x91\x01\n\x07\x43onsent\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\x12\x16\n\x0e\x61ll_categories\x18\x05 \x01(\x08\x12\x10\n\x08given_by\x18\x06 \x01(\t\x12\x12\n\nconsent_id\x18\x07 \x01(\t\"G\n\nWithdrawal\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\"\\\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0bmerchant_id\x18\x02 \x01(\t\x12\x14\n\x0c\x63ross_border\x18\x03 \x01(\x08\x12\x16\n\x0e\x66ulfilment_ids\x18\x04 \x03(\t\"\xa5\x02\n\x0cSubjectFacts\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\nbirth_date\x18\x02 \x01(\t\x12\x12\n\nad_opt_out\x18\x04 \x01(\x08\x12\x19\n\x11\x63onsent_withdrawn\x18\x05 \x01(\x08\x12\x17\n\x0f\x61\x63\x63ount_deleted\x18\x06 \x01(\x08\x12-\n\x08\x63onsents\x18\x07 \x03(\x0b\x32\x1b.partner_gateway.v1.Consent\x12)\n\x06orders\x18\x08 \x03(\x0b\x32\x19.partner_gateway.v1.Order\x12\x33\n\x0bwithdrawals\x18\t \x03(\x0b\x32\x1e.partner_gateway.v1.WithdrawalJ\x04\x08\x03\x10\x04R\x10guardian_consent\"\xf2\x02\n\x0cLegalRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x62\x61sis\x18\x02 \x01(\t\x12\x11\n\tauthority\x18\x03 \x01(\t\x12\x16\n\x0e\x61uthority_kind\x18\x04 \x01(\t\x12\x11\n\treference\x18\x05 \x01(\t\x12\x16\n\x0e\x65xemption_code\x18\x06 \x01(\t\x12\x14\n\x0crecipient_id\x18\x07 \x01(\t\x12\x13\n\x0bsubject_ids\x18\x08 \x03(\t\x12\x14\n\x0c\x61ll_subjects\x18\t \x01(\x08\x12\x12\n\ncategories\x18\n \x03(\t\x12\x12\n\nvalid_from\x18\x0b \x01(\t\x12\x13\n\x0bvalid_until\x18\x0c \x01(\t\x12\x15\n\rregistered_by\x18\r \x01(\t\x12\x15\n\rregistered_at\x18\x0e \x01(\t\x12\x0f\n\x07revoked\x18\x0f \x01(\x08\x12\x12\n\nrevoked_by\x18\x10 \x01(\t\x12\x12\n\nrevoked_at\x18\x11 \x01(\t\x12\x0c\n\x04kind\x18\x12 \x01(\t\"D\n\x14UpsertPartnerRequest\x12,\n\x07partner\x18\x01 \x01(\x0b\x32\x1b.partner_gateway.v1.Partner\"G\n\x13UpsertSchemaRequest\x12\x30\n\x06schema\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.RecordSchema\"F\n\x11PutSubjectRequest\x12\x31\n\x07subject\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.SubjectFacts\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"g\n\x16WithdrawConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x12\n\ncategories\x18\x04 \x03(\t\"*\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\x15\n\x13ReloadPolicyRequest\"/\n\x14ReloadPolicyResponse\x12\x17\n\x0fpolicy_revision\x18\x01 \x01(\t\"\x1b\n\x08\x41\x64minAck\x12\x0f\n\x07message\x18\x01 \x01(\t\"V\n\x1bRegisterLegalRequestRequest\x12\x37\n\rlegal_request\x18\x01 \x01(\x0b\x32 .partner_gateway.v1.LegalRequest\"I\n\x18ListLegalRequestsRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x17\n\x0finclude_revoked\x18\x02 \x01(\x08\"U\n\x19ListLegalRequestsResponse\x12\x38\n\x0elegal_requests\x18\x01 \x03(\x0b\x32 .partner_gateway.v1.LegalRequest\"\'\n\x19RevokeLegalRequestRequest\x12\n\n\x02id\x18\x01 \x01(\t\":\n\x14SetLegalGrantRequest\x12\x11\n\tprincipal\x18\x01 \x01(\t\x12\x0f\n\x07granted\x18\x02 \x01(\x08*\xdf\x01\n\rRecipientKind\x12\x1e\n\x1aRECIPIENT_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18RECIPIENT_KIND_AFFILIATE\x10\x01\x12\x1d\n\x19RECIPIENT_KIND_AD_PARTNER\x10\x02\x12\x19\n\x15RECIPIENT_KIND_VENDOR\x10\x03\x12\x1b\n\x17RECIPIENT_KIND_MERCHANT\x10\x04\x12\x1c\n\x18RECIPIENT_KIND_AUTHORITY\x10\x05\x12\x1b\n\x17RECIPIENT_KIND_ACQUIRER\x10\x06\x32\xa5\x08\n\x0c\x41\x64minService\x12V\n\rUpsertPartner\x12(.partner_gateway.v1.UpsertPartnerRequest\x1a\x1b.partner_gateway.v1.Partner\x12Y\n\x0cUpsertSchema\x12\'.partner_gateway.v1.UpsertSchemaRequest\x1a .partner_gateway.v1.RecordSchema\x12U\n\nPutSubject\x12%.partner_gateway.v1.PutSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12U\n\nGetSubject\x12%.partner_gateway.v1.GetSubjectRequest\x1a .partner_gateway.v1.SubjectFacts\x12[\n\x0fWithdrawConsent\x12*.partner_gateway.v1.WithdrawConsentRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12W\n\rDeleteSubject\x12(.partner_gateway.v1.DeleteSubjectRequest\x1a\x1c.partner_gateway.v1.AdminAck\x12\x61\n\x0cReloadPolicy\x12\'.partner_gateway.v1.ReloadPolicyRequest\x1a(.partner_gateway.v1.ReloadPolicyResponse\x12i\n\x14RegisterLegalRequest\x12/.partner_gateway.v1.RegisterLegalRequestRequest\x1a .partner_gateway.v1.LegalRequest\x12p\n\x11ListLegalRequests\x12,.partner_gateway.v1.ListLegalRequestsRequest\x1a-.partner_gateway.v1.ListLegalRequestsResponse\x12\x65\n\x12RevokeLegalRequest\x12-.partner_gateway.v1.RevokeLegalRequestRequest\x1a .partner_gateway.v1.LegalRequest\x12W\n\rSetLegalGrant\x12(.partner_gateway.v1.SetLegalGrantRequest\x1a\x1c.partner_gateway.v1.AdminAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECORDSCHEMA_FIELDSENTRY']._loaded_options = None
   _globals['_RECORDSCHEMA_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_RECIPIENTKIND']._serialized_start=1666
-  _globals['_RECIPIENTKIND']._serialized_end=1889
+  _globals['_RECIPIENTKIND']._serialized_start=2390
+  _globals['_RECIPIENTKIND']._serialized_end=2613
   _globals['_PARTNER']._serialized_start=55
   _globals['_PARTNER']._serialized_end=399
   _globals['_RECORDSCHEMA']._serialized_start=402
@@ -49,24 +49,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDER']._serialized_end=861
   _globals['_SUBJECTFACTS']._serialized_start=864
   _globals['_SUBJECTFACTS']._serialized_end=1157
-  _globals['_UPSERTPARTNERREQUEST']._serialized_start=1159
-  _globals['_UPSERTPARTNERREQUEST']._serialized_end=1227
-  _globals['_UPSERTSCHEMAREQUEST']._serialized_start=1229
-  _globals['_UPSERTSCHEMAREQUEST']._serialized_end=1300
-  _globals['_PUTSUBJECTREQUEST']._serialized_start=1302
-  _globals['_PUTSUBJECTREQUEST']._serialized_end=1372
-  _globals['_GETSUBJECTREQUEST']._serialized_start=1374
-  _globals['_GETSUBJECTREQUEST']._serialized_end=1413
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=1415
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=1518
-  _globals['_DELETESUBJECTREQUEST']._serialized_start=1520
-  _globals['_DELETESUBJECTREQUEST']._serialized_end=1562
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1564
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1585
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1587
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1634
-  _globals['_ADMINACK']._serialized_start=1636
-  _globals['_ADMINACK']._serialized_end=1663
-  _globals['_ADMINSERVICE']._serialized_start=1892
-  _globals['_ADMINSERVICE']._serialized_end=2540
+  _globals['_LEGALREQUEST']._serialized_start=1160
+  _globals['_LEGALREQUEST']._serialized_end=1530
+  _globals['_UPSERTPARTNERREQUEST']._serialized_start=1532
+  _globals['_UPSERTPARTNERREQUEST']._serialized_end=1600
+  _globals['_UPSERTSCHEMAREQUEST']._serialized_start=1602
+  _globals['_UPSERTSCHEMAREQUEST']._serialized_end=1673
+  _globals['_PUTSUBJECTREQUEST']._serialized_start=1675
+  _globals['_PUTSUBJECTREQUEST']._serialized_end=1745
+  _globals['_GETSUBJECTREQUEST']._serialized_start=1747
+  _globals['_GETSUBJECTREQUEST']._serialized_end=1786
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=1788
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=1891
+  _globals['_DELETESUBJECTREQUEST']._serialized_start=1893
+  _globals['_DELETESUBJECTREQUEST']._serialized_end=1935
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1937
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1958
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1960
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=2007
+  _globals['_ADMINACK']._serialized_start=2009
+  _globals['_ADMINACK']._serialized_end=2036
+  _globals['_REGISTERLEGALREQUESTREQUEST']._serialized_start=2038
+  _globals['_REGISTERLEGALREQUESTREQUEST']._serialized_end=2124
+  _globals['_LISTLEGALREQUESTSREQUEST']._serialized_start=2126
+  _globals['_LISTLEGALREQUESTSREQUEST']._serialized_end=2199
+  _globals['_LISTLEGALREQUESTSRESPONSE']._serialized_start=2201
+  _globals['_LISTLEGALREQUESTSRESPONSE']._serialized_end=2286
+  _globals['_REVOKELEGALREQUESTREQUEST']._serialized_start=2288
+  _globals['_REVOKELEGALREQUESTREQUEST']._serialized_end=2327
+  _globals['_SETLEGALGRANTREQUEST']._serialized_start=2329
+  _globals['_SETLEGALGRANTREQUEST']._serialized_end=2387
+  _globals['_ADMINSERVICE']._serialized_start=2616
+  _globals['_ADMINSERVICE']._serialized_end=3677
 # @@protoc_insertion_point(module_scope)

@@ -393,17 +393,15 @@ test_r8_de_identified_transfer_still_needs_k_anonymity if {
 }
 
 test_r8_allows_transfer_under_exemption if {
-	d := data.sharing.decision with input as vendor_input
+	d := data.sharing.decision with input as exemption_input
 		with input.request.action as "TRANSFER"
-		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "vital_interest", "reference": "ticket 7"}
-		with input.subjects as [object.union(adult, {"age": 12, "consent_withdrawn": true})]
+		with input.subjects as [in_scope(object.union(adult, {"age": 12, "consent_withdrawn": true}))]
 	d.allow
 }
 
 test_r9_allows_public_disclosure_under_exemption if {
-	d := data.sharing.decision with input as vendor_input
+	d := data.sharing.decision with input as exemption_input
 		with input.request.action as "PUBLIC_DISCLOSURE"
-		with input.request.legal_basis as {"kind": "EXEMPTION", "exemption_code": "public_safety", "reference": "notice 3"}
 	d.allow
 }
 
@@ -416,7 +414,7 @@ test_r14_deleted_account_is_out_of_de_identified_share if {
 }
 
 test_r14_deleted_account_is_out_of_merger if {
-	d := data.sharing.decision with input as acquirer_input with input.subjects as [object.union(adult, {"account_deleted": true})]
+	d := data.sharing.decision with input as merger_input with input.subjects as [in_scope(object.union(adult, {"account_deleted": true}))]
 	not d.allow
 	"R14.account_deleted" in excluded_codes(d, "0")
 }

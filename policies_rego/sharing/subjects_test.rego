@@ -229,8 +229,7 @@ test_r12_consent_with_empty_category_list_covers_nothing if {
 }
 
 test_r12_law_exception_is_named if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
+	d := data.sharing.decision with input as authority_input
 		with input.request.destination_region as "HK"
 	d.allow
 	d.cross_border == {"applies": true, "region": "HK", "exceptions": {"0": "law"}}
@@ -338,9 +337,8 @@ test_r14_withdrawal_narrowed_to_another_category_does_not_exclude if {
 }
 
 test_r14_narrowed_withdrawal_does_not_block_legal_obligation if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
-		with input.subjects as [object.union(adult, {"withdrawals": [withdrawal("shipco", "", [])]})]
+	d := data.sharing.decision with input as authority_input
+		with input.subjects as [in_scope(object.union(adult, {"withdrawals": [withdrawal("pso", "", [])]}))]
 	d.allow
 }
 
@@ -366,9 +364,7 @@ test_r14_deleted_account_is_out_of_explicit_consent_share if {
 }
 
 test_r14_deleted_account_stays_in_legal_obligation_share if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
-		with input.subjects as [deleted]
+	d := data.sharing.decision with input as authority_input with input.subjects as [in_scope(deleted)]
 	d.allow
 }
 
@@ -414,8 +410,7 @@ test_r1_unregistered_subject_is_left_out if {
 }
 
 test_r1_unregistered_subject_stays_in_legal_obligation if {
-	d := data.sharing.decision with input as vendor_input
-		with input.request.legal_basis.kind as "LEGAL_OBLIGATION"
-		with input.subjects as [object.union(adult, {"registered": false, "age": null})]
+	d := data.sharing.decision with input as authority_input
+		with input.subjects as [in_scope(object.union(adult, {"registered": false, "age": null}))]
 	d.allow
 }

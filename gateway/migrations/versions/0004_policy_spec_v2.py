@@ -7,8 +7,8 @@ list, with an id derived from their row id; agreements and orders have no id / n
 fulfilment partner until an admin sets them. Like 0001, it changes only what is not there
 yet, so a database the stores created from the v2 models is adopted as it is.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
