@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from gateway.errors import InvalidRequestError, ResourceExhaustedError
+from gateway.inspection import find_identifiers
 from gateway.settings import LimitsSettings
 
 #: Longest text (characters) accepted in a share's fields that reach the ledger or key its
@@ -94,6 +95,15 @@ def check_order_text(order: _OrderLike) -> None:
             "legal_basis.reference must be a reference number: a letter or digit, then "
             "letters, digits, spaces and ./:()-_# (no names, no e-mail addresses)",
             reason="request.legal_reference_format",
+        )
+    # The syntax lets digits through: a phone or identity number is still an identifier
+    # (R19's content inspector names its kind, never the value).
+    kinds = find_identifiers(order.legal_reference) if order.legal_reference else frozenset()
+    if kinds:
+        raise InvalidRequestError(
+            f"legal_basis.reference holds an identifier ({', '.join(sorted(kinds))}); "
+            "give the reference number only",
+            reason="request.legal_reference_identifier",
         )
 
 

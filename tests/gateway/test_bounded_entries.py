@@ -78,6 +78,19 @@ def test_reference_with_a_name_and_an_email_is_refused(
     assert gw.gateway.ledger.size == size
 
 
+def test_reference_holding_a_phone_number_is_refused(
+    gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
+) -> None:
+    """A reference in reference-number syntax that is a mobile number is refused by kind."""
+    request = delivery_request()
+    request.legal_basis.reference = "case 13800131001"
+    size = gw.gateway.ledger.size
+    code, message = _invalid(lambda: share.Share(request, timeout=30))
+    assert code == "INVALID_ARGUMENT" and "PHONE_NUMBER" in message
+    assert "13800131001" not in message
+    assert gw.gateway.ledger.size == size
+
+
 def test_reference_number_is_accepted_and_stored(
     gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
 ) -> None:

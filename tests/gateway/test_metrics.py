@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -47,7 +48,18 @@ def test_a_share_moves_the_rpc_decision_and_ledger_counters(gw: RunningGateway) 
     stub.Share(ad_request("adco", "u1001"), timeout=10)
     with pytest.raises(grpc.RpcError):
         stub.Share(ad_request("adco", "u1001", purpose="credit_scoring"), timeout=10)
-    after = scrape(gw)
+    # The interceptor counts a call when its handler returns, which can be just after the
+    # client has its status: scrape until the refused call is counted (or 5 s have passed).
+    deadline = time.monotonic() + 5
+    while True:
+        after = scrape(gw)
+        counted = value(after, "share_gateway_rpcs_total", method=SHARE, code="PERMISSION_DENIED")
+        settled = counted > value(
+            before, "share_gateway_rpcs_total", method=SHARE, code="PERMISSION_DENIED"
+        )
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
 
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
