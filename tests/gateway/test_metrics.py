@@ -77,6 +77,8 @@ def test_a_share_moves_the_rpc_decision_and_ledger_counters(gw: RunningGateway) 
     assert moved("share_gateway_ledger_batch_entries_count") == 2
     assert moved("share_gateway_ledger_commit_seconds_count") == 2
     assert value(after, "share_gateway_ledger_tree_size") == gw.gateway.ledger.size
+    # Each commit signs the checkpoint covering it, so the age restarts with every share.
+    assert 0 <= value(after, "share_gateway_ledger_last_checkpoint_age_seconds") < 5
 
 
 def test_states_are_read_at_scrape_time(gw: RunningGateway) -> None:
