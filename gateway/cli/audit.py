@@ -653,14 +653,31 @@ def _default_server(config: Path | None) -> str:
 def verify_receipt_cmd(
     file: Annotated[Path, typer.Argument(help="Receipt file (share-gateway audit receipt).")],
     key: Annotated[str, typer.Option("--key", help="Verifier key name+keyid+base64.")],
+    witness_vkey: Annotated[
+        list[str] | None,
+        typer.Option("--witness-vkey", help="A witness's verifier key (repeat for each)."),
+    ] = None,
+    quorum: Annotated[
+        int | None,
+        typer.Option(
+            "--quorum",
+            min=0,
+            help="Cosignatures of those witnesses required (default: all given keys).",
+        ),
+    ] = None,
 ) -> None:
-    """Check a saved receipt OFFLINE: checkpoint signature, leaf hash, inclusion proof."""
+    """Check a saved receipt OFFLINE: checkpoint signature, leaf hash, inclusion proof, and
+    (with --witness-vkey) that enough witnesses cosigned its checkpoint."""
+    witnesses = witness_vkey or []
+    required = len(witnesses) if quorum is None else quorum
+    if required > len(witnesses):
+        fail(f"--quorum {required} needs at least {required} --witness-vkey")
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         fail(f"cannot read receipt {file}: {e}")
     try:
-        verified = verify_receipt(doc, key)
+        verified = verify_receipt(doc, key, witness_vkeys=witnesses, quorum=required)
     except VerificationError as e:
         typer.echo(f"FAILED: {e}")
         raise typer.Exit(1) from None
@@ -669,4 +686,5 @@ def verify_receipt_cmd(
         f"OK: entry {verified.index} ({entry.get('decision')} {entry.get('mode')} to "
         f"{entry.get('partner_id') or '-'}, {entry.get('time')}) is in {verified.origin} "
         f"at tree size {verified.tree_size}; checkpoint signature valid"
+        + (f"; cosigned by {required} of {len(witnesses)} witnesses" if required else "")
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from gateway.auditing import prove_entry, receipt_document, verify_receipt
+from gateway.cli.audit import app as audit_cli
 from ledger import Ledger, VerificationError
 from ledger.checkpoint import NoteVerifier
 from ledger.cosignature import Cosigner
@@ -67,3 +70,22 @@ def test_receipt_without_enough_cosignatures_fails_the_quorum(
     doc["checkpoint"] = note.replace(line, forged)
     with pytest.raises(VerificationError):
         verify_receipt(doc, led.verifier_key, witness_vkeys=[wkey], quorum=1)
+
+
+def test_verify_receipt_command_checks_the_witness_quorum(
+    witnessed: tuple[Ledger, str], tmp_path: Path
+) -> None:
+    """`audit verify-receipt --witness-vkey` passes with the witness's cosignature and fails
+    (exit 1) when a second, absent witness is required."""
+    led, wkey = witnessed
+    path = tmp_path / "receipt.json"
+    path.write_text(json.dumps(receipt_document(prove_entry(led, 1))), encoding="utf-8")
+    args = ["verify-receipt", str(path), "--key", led.verifier_key, "--witness-vkey", wkey]
+    ok = CliRunner().invoke(audit_cli, args)
+    assert ok.exit_code == 0, ok.output
+    assert "cosigned by 1 of 1 witnesses" in ok.output
+    other = Cosigner.generate("witness.test/w2").vkey
+    short = CliRunner().invoke(audit_cli, [*args, "--witness-vkey", other])
+    assert short.exit_code == 1 and "FAILED" in short.output
+    usage = CliRunner().invoke(audit_cli, [*args, "--quorum", "2"])
+    assert usage.exit_code == 2
