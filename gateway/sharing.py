@@ -28,7 +28,7 @@ from gateway.enforcement import (
     transform_record,
 )
 from gateway.errors import InvalidRequestError
-from gateway.inspection import identifiers_in_record
+from gateway.inspection import find_identifiers
 from gateway.policy import PolicyDecision, PolicyEngine, Reason
 from gateway.registry import Recipient, Registry, SubjectFacts
 from gateway.registry.legal import LegalRequestFacts
@@ -260,12 +260,14 @@ class Sharing:
                 reason="request.unknown_record_type",
             )
         categories: set[str] = set()
+        # R19: identifiers found per subject as (field, category, kind); never the value.
+        found: dict[str, set[tuple[str, str, str]]] = {}
         for i, record in enumerate(order.records):
             if not record.subject_id:
                 raise InvalidRequestError(
                     f"record {i} has no subject_id", reason="request.subject_id_missing"
                 )
-            for name in record.fields:
+            for name, value in record.fields.items():
                 category = schema.get(name)
                 if category is None:
                     raise InvalidRequestError(
@@ -273,13 +275,11 @@ class Sharing:
                         reason="request.unknown_field",
                     )
                 categories.add(category)
-        # R19: identifiers found per subject as (field, category, kind); never the value.
-        found: dict[str, set[tuple[str, str, str]]] = {}
-        for record in order.records:
-            for name, kinds in identifiers_in_record(record.fields).items():
-                found.setdefault(record.subject_id, set()).update(
-                    (name, schema[name], str(kind)) for kind in kinds
-                )
+                kinds = find_identifiers(value)
+                if kinds:
+                    found.setdefault(record.subject_id, set()).update(
+                        (name, category, str(kind)) for kind in kinds
+                    )
         order_ids, outside_orders = _order_ids(order)
         legal = (
             self._registry.legal.facts(
