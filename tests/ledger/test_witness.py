@@ -25,7 +25,7 @@ from ledger.errors import WitnessRefusedError
 from ledger.merkle import EMPTY_ROOT
 from ledger.witness.client import WitnessClient, WitnessConfig, fetch_witnessed
 from ledger.witness.http import create_witness_server, serve_in_thread
-from ledger.witness.service import SIZE_CONTENT_TYPE, Witness, WitnessStore
+from ledger.witness.service import SIZE_CONTENT_TYPE, Witness, WitnessStore, origin_hash
 from tests.ledger.conftest import ORIGIN
 from tests.ledger.test_tamper import _tamper
 
@@ -304,3 +304,30 @@ def test_witness_serve_process_cosigns_and_keeps_its_state_across_restarts(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
+
+
+def test_witness_http_refuses_oversized_and_unsized_bodies_and_keeps_serving(
+    witness: Witness,
+) -> None:
+    """A caller that sends 1 MiB, or no Content-Length, gets 413 / 411 and nothing is read
+    or stored; an ordinary request on a new connection is still answered."""
+    server, port = create_witness_server("127.0.0.1:0", witness)
+    serve_in_thread(server)
+    try:
+
+        def post(headers: bytes, body: bytes = b"") -> bytes:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"POST /add-checkpoint HTTP/1.1\r\nHost: w\r\n" + headers + b"\r\n")
+                if body:
+                    s.sendall(body)
+                return s.recv(200)
+
+        huge = post(b"Content-Length: 1048576\r\n", b"x" * 4096)
+        assert huge.startswith(b"HTTP/1.0 413") or huge.startswith(b"HTTP/1.1 413")
+        unsized = post(b"")
+        assert b" 411 " in unsized.split(b"\r\n", 1)[0]
+        malformed = post(b"Content-Length: 5\r\n", b"hello")
+        assert b" 400 " in malformed.split(b"\r\n", 1)[0]
+        assert witness.checkpoint(origin_hash(ORIGIN)).status == 404  # nothing stored
+    finally:
+        server.shutdown()
