@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ledger import Ledger, SignedCheckpoint, StoredEntry, VerificationError, open_checkpoint
+from ledger import Filter, Ledger, SignedCheckpoint, StoredEntry, VerificationError, open_checkpoint
 from ledger.cosignature import CosignatureVerifier, split_note, verified_cosigners
 from ledger.entry import decode_entry
 from ledger.errors import LedgerCorruptionError
@@ -43,19 +43,6 @@ ENTRY_COLUMNS = (
     "categories",
     "reasons",
 )
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Filter:
-    """Ledger query filters; ``None`` = any."""
-
-    subject_id: str | None = None
-    partner_id: str | None = None
-    purpose: str | None = None
-    action: str | None = None
-    decision: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
 
 
 def query_page(
@@ -92,17 +79,7 @@ def iter_entries(
 
 
 def _query(ledger: Ledger, flt: Filter, *, after_index: int, limit: int) -> list[StoredEntry]:
-    return ledger.query(
-        subject_id=flt.subject_id,
-        partner_id=flt.partner_id,
-        purpose=flt.purpose,
-        action=flt.action,
-        decision=flt.decision,
-        since=flt.since,
-        until=flt.until,
-        after_index=after_index,
-        limit=limit,
-    )
+    return ledger.query(flt, after_index=after_index, limit=limit)
 
 
 # -- "who got my data" (§五) ----------------------------------------------------------------

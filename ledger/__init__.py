@@ -1,8 +1,8 @@
 """Verifiable append-only audit ledger of disclosure decisions (RFC 9162, C2SP checkpoints).
 
 Public API: ``Ledger`` (open, append, checkpoint, proofs, queries, forgetting subjects), the
-``Disclosure`` input, ``Receipt``, ``StoredEntry``, ``Entry``, ``SignedCheckpoint`` and the
-``LedgerError`` tree. Offline auditors need only ``ledger.verify`` and
+``Disclosure`` input, the query ``Filter``, ``Receipt``, ``StoredEntry``, ``Entry``,
+``SignedCheckpoint`` and the ``LedgerError`` tree. Offline auditors need only ``ledger.verify`` and
 ``ledger.checkpoint.open_checkpoint``.
 """
 
@@ -24,11 +24,13 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.log import Ledger, Receipt, StoredEntry
+from ledger.queries import Filter
 
 __all__ = [
     "Disclosure",
     "Entry",
     "EntryNotFoundError",
+    "Filter",
     "InconsistentCheckpointError",
     "InvalidArgumentError",
     "Ledger",

@@ -25,7 +25,6 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -43,7 +42,7 @@ from ledger.errors import (
 )
 from ledger.keys import load_or_create_signer, load_or_create_subject_key, retired_vkeys
 from ledger.pseudonym import Pseudonymizer, SubjectKey
-from ledger.queries import MAX_QUERY_LIMIT, Filters, StoredEntry
+from ledger.queries import ANY, MAX_QUERY_LIMIT, Filter, StoredEntry
 from ledger.sequencer import CommitObserver, Sequencer
 from ledger.storage import (
     WRITE,
@@ -343,29 +342,15 @@ class Ledger:
         return read_txn(self._engine, lambda conn: queries.get_entry(conn, index))
 
     def query(
-        self,
-        *,
-        subject_id: str | None = None,
-        partner_id: str | None = None,
-        purpose: str | None = None,
-        action: str | None = None,
-        decision: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        after_index: int = -1,
-        limit: int = 100,
+        self, flt: Filter = ANY, *, after_index: int = -1, limit: int = 100
     ) -> list[StoredEntry]:
-        """Return entries matching every given filter, ascending by index.
+        """Return entries matching every criterion of ``flt``, ascending by index.
+
+        A ``subject_id`` is looked up through its pseudonym: no salt (never logged, or
+        forgotten with ``forget_subject``) means no entries. ``since`` is inclusive,
+        ``until`` exclusive; both must be timezone-aware.
 
         Args:
-            subject_id: Clear subject id; looked up through its pseudonym (no salt => no
-                entries, e.g. after ``forget_subject``).
-            partner_id: Exact partner id.
-            purpose: Exact purpose.
-            action: Exact action.
-            decision: ``ALLOW`` or ``DENY``.
-            since: Entries with ``time >= since`` (aware datetime).
-            until: Entries with ``time < until`` (aware datetime).
             after_index: Cursor: only entries with a larger index.
             limit: At most this many entries, 1..1000.
 
@@ -377,19 +362,10 @@ class Ledger:
             LedgerCorruptionError: a matching entry does not verify.
             LedgerUnavailableError: storage failed.
         """
-        f = Filters(
-            subject_id=subject_id,
-            partner_id=partner_id,
-            purpose=purpose,
-            action=action,
-            decision=decision,
-            since=since,
-            until=until,
-            after_index=after_index,
-            limit=limit,
+        return read_txn(
+            self._engine,
+            lambda conn: queries.query(conn, self._pz, flt, after_index=after_index, limit=limit),
         )
-        f.validate()
-        return read_txn(self._engine, lambda conn: queries.query(conn, self._pz, f))
 
     # -- subjects ------------------------------------------------------------------------
 

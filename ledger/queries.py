@@ -35,8 +35,8 @@ class StoredEntry:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Filters:
-    """``Ledger.query`` filters; None matches anything."""
+class Filter:
+    """What an auditor asks the ledger for; every criterion given must match, None = any."""
 
     subject_id: str | None = None
     partner_id: str | None = None
@@ -45,18 +45,20 @@ class Filters:
     decision: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    after_index: int = -1
-    limit: int = 100
 
-    def validate(self) -> None:
-        """Raises:
-        InvalidArgumentError: bad limit or naive datetime.
-        """
-        if not 1 <= self.limit <= MAX_QUERY_LIMIT:
-            raise InvalidArgumentError(f"limit must be in 1..{MAX_QUERY_LIMIT}")
-        for name, t in (("since", self.since), ("until", self.until)):
-            if t is not None and t.tzinfo is None:
-                raise InvalidArgumentError(f"{name} must be timezone-aware")
+
+ANY = Filter()
+
+
+def _validate(f: Filter, limit: int) -> None:
+    """Raises:
+    InvalidArgumentError: bad limit or naive datetime.
+    """
+    if not 1 <= limit <= MAX_QUERY_LIMIT:
+        raise InvalidArgumentError(f"limit must be in 1..{MAX_QUERY_LIMIT}")
+    for name, t in (("since", f.since), ("until", f.until)):
+        if t is not None and t.tzinfo is None:
+            raise InvalidArgumentError(f"{name} must be timezone-aware")
 
 
 def stored(row: Any) -> StoredEntry:
@@ -111,12 +113,16 @@ def subject_pseudonym(conn: Connection, pz: Pseudonymizer, subject_id: str) -> s
     return pz.pseudonym(salts[subject_id], subject_id)
 
 
-def query(conn: Connection, pz: Pseudonymizer, f: Filters) -> list[StoredEntry]:
-    """Entries matching every filter of ``f`` (validated), ascending by index.
+def query(
+    conn: Connection, pz: Pseudonymizer, f: Filter, *, after_index: int, limit: int
+) -> list[StoredEntry]:
+    """At most ``limit`` entries after ``after_index`` matching ``f``, ascending by index.
 
     Raises:
+        InvalidArgumentError: bad limit or naive datetime.
         LedgerCorruptionError: a matching entry does not verify.
     """
+    _validate(f, limit)
     stmt = sa.select(entry_t.c.idx, entry_t.c.leaf_hash, entry_t.c.data)
     if f.subject_id is not None:
         p = subject_pseudonym(conn, pz, f.subject_id)
@@ -126,7 +132,7 @@ def query(conn: Connection, pz: Pseudonymizer, f: Filters) -> list[StoredEntry]:
             subject_index_t,
             sa.and_(subject_index_t.c.idx == entry_t.c.idx, subject_index_t.c.pseudonym == p),
         )
-    conds = [entry_t.c.idx > f.after_index]
+    conds = [entry_t.c.idx > after_index]
     for col, val in (
         (entry_t.c.partner_id, f.partner_id),
         (entry_t.c.purpose, f.purpose),
@@ -139,5 +145,5 @@ def query(conn: Connection, pz: Pseudonymizer, f: Filters) -> list[StoredEntry]:
         conds.append(entry_t.c.time_us >= time_micros(f.since))
     if f.until is not None:
         conds.append(entry_t.c.time_us < time_micros(f.until))
-    stmt = stmt.where(*conds).order_by(entry_t.c.idx).limit(f.limit)
+    stmt = stmt.where(*conds).order_by(entry_t.c.idx).limit(limit)
     return [stored(r) for r in conn.execute(stmt)]

@@ -47,7 +47,6 @@ from gateway.audit_client import (
 )
 from gateway.auditing import (
     ENTRY_COLUMNS,
-    Filter,
     iter_entries,
     prove_entry,
     receipt_document,
@@ -69,7 +68,7 @@ from gateway.cli.connection import (
     load_settings,
     reporting,
 )
-from ledger import Ledger, LedgerError, StoredEntry, VerificationError
+from ledger import Filter, Ledger, LedgerError, StoredEntry, VerificationError
 from ledger.cli import existing_database
 from ledger.entry import decode_entry
 from partner_gateway.v1 import audit_pb2

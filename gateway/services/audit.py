@@ -22,7 +22,6 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.auditing import (
     RECEIPT_FORMAT,
-    Filter,
     covering_checkpoint,
     iter_entries,
     prove_entry,
@@ -35,7 +34,7 @@ from gateway.security.identity import current_principal
 from gateway.security.limits import require_deadline
 from gateway.streaming import in_pool
 from gateway.wire import parse_index, parse_timestamp
-from ledger import Ledger, StoredEntry
+from ledger import Filter, Ledger, StoredEntry
 from ledger.log import MAX_QUERY_LIMIT
 from partner_gateway.v1 import audit_pb2, audit_pb2_grpc
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from gateway.demo import ad_request
 from gateway.testing import running_gateway
+from ledger import Filter
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2_grpc
 
 
@@ -41,10 +42,10 @@ def test_admin_changes_the_registry_and_the_next_share_follows(tmp_path: Path) -
         admin.WithdrawConsent(admin_pb2.WithdrawConsentRequest(subject_id="u1001"), timeout=10)
         resp = share.Share(ad_request("adnew", "u1001", "u1007"), timeout=10)
         assert [e.subject_id for e in resp.decision.excluded_subjects] == ["u1001"]
-        assert gw.gateway.ledger.query(subject_id="u1007", partner_id="adnew")
+        assert gw.gateway.ledger.query(Filter(subject_id="u1007", partner_id="adnew"))
 
         ack = admin.DeleteSubject(admin_pb2.DeleteSubjectRequest(subject_id="u1007"), timeout=10)
         assert "unlinked" in ack.message
-        assert gw.gateway.ledger.query(subject_id="u1007", partner_id="adnew") == []
+        assert gw.gateway.ledger.query(Filter(subject_id="u1007", partner_id="adnew")) == []
         facts = admin.GetSubject(admin_pb2.GetSubjectRequest(subject_id="u1007"), timeout=10)
         assert facts.account_deleted

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from gateway.demo import ad_request
 from gateway.testing import RunningGateway, running_gateway
-from ledger import Disclosure
+from ledger import Disclosure, Filter
 from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2_grpc
 
 SUBJECT = "erase-me-4711"
@@ -56,8 +56,8 @@ def _register_and_share(gw: RunningGateway) -> admin_pb2_grpc.AdminServiceStub:
             )
         ]
     )
-    assert gw.gateway.ledger.query(subject_id=SUBJECT)
-    assert gw.gateway.ledger.query(subject_id=LEDGER_ONLY)
+    assert gw.gateway.ledger.query(Filter(subject_id=SUBJECT))
+    assert gw.gateway.ledger.query(Filter(subject_id=LEDGER_ONLY))
     return admin
 
 
@@ -74,8 +74,8 @@ def _erase_both(gw: RunningGateway, admin: admin_pb2_grpc.AdminServiceStub) -> s
         assert "unlinked" in ack.message
     deleted = before - _salts(gw)
     assert len(deleted) == 2
-    assert gw.gateway.ledger.query(subject_id=SUBJECT) == []
-    assert gw.gateway.ledger.query(subject_id=LEDGER_ONLY) == []
+    assert gw.gateway.ledger.query(Filter(subject_id=SUBJECT)) == []
+    assert gw.gateway.ledger.query(Filter(subject_id=LEDGER_ONLY)) == []
     return deleted
 
 

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from ledger import (
     Disclosure,
     EntryNotFoundError,
+    Filter,
     InconsistentCheckpointError,
     InvalidArgumentError,
     Ledger,
@@ -150,15 +151,15 @@ def test_query_filters_and_pages_by_cursor(ledger: Ledger, disclosure: Factory) 
         for i in range(12)
     ]
     ledger.append(ds)
-    evens = ledger.query(partner_id="p-even")
+    evens = ledger.query(Filter(partner_id="p-even"))
     assert [e.index for e in evens] == [0, 2, 4, 6, 8, 10]
-    assert [e.index for e in ledger.query(partner_id="p-even", decision="DENY")] == [0, 6]
-    page1 = ledger.query(partner_id="p-even", limit=4)
-    page2 = ledger.query(partner_id="p-even", after_index=page1[-1].index, limit=4)
+    assert [e.index for e in ledger.query(Filter(partner_id="p-even", decision="DENY"))] == [0, 6]
+    page1 = ledger.query(Filter(partner_id="p-even"), limit=4)
+    page2 = ledger.query(Filter(partner_id="p-even"), after_index=page1[-1].index, limit=4)
     assert [e.index for e in page1 + page2] == [0, 2, 4, 6, 8, 10]
     since = datetime(2025, 1, 1, 12, 0, 5, tzinfo=UTC)
     until = datetime(2025, 1, 1, 12, 0, 8, tzinfo=UTC)
-    assert [e.index for e in ledger.query(since=since, until=until)] == [5, 6, 7]
+    assert [e.index for e in ledger.query(Filter(since=since, until=until))] == [5, 6, 7]
     with pytest.raises(InvalidArgumentError):
         ledger.query(limit=0)
 
@@ -174,9 +175,9 @@ def test_subject_query_goes_through_the_pseudonym_index(
             disclosure(2, subject_ids=(), excluded_subject_ids=("s1",)),
         ]
     )
-    assert [e.index for e in ledger.query(subject_id="s1")] == [0, 2]
-    assert [e.index for e in ledger.query(subject_id="s2", after_index=0)] == [1]
-    assert ledger.query(subject_id="never-seen") == []
+    assert [e.index for e in ledger.query(Filter(subject_id="s1"))] == [0, 2]
+    assert [e.index for e in ledger.query(Filter(subject_id="s2"), after_index=0)] == [1]
+    assert ledger.query(Filter(subject_id="never-seen")) == []
 
 
 def test_bulk_share_of_ten_thousand_subjects(ledger: Ledger, disclosure: Factory) -> None:
@@ -184,7 +185,7 @@ def test_bulk_share_of_ten_thousand_subjects(ledger: Ledger, disclosure: Factory
     subjects = tuple(f"bulk-{i}" for i in range(10_000))
     (r,) = ledger.append([disclosure(0, subject_ids=subjects, record_count=10_000)])
     assert ledger.get_entry(r.index).entry.subject_count == 10_000
-    assert [e.index for e in ledger.query(subject_id="bulk-4321")] == [r.index]
+    assert [e.index for e in ledger.query(Filter(subject_id="bulk-4321"))] == [r.index]
 
 
 def test_forgotten_subject_is_unlinkable_but_proofs_still_verify(
@@ -198,13 +199,13 @@ def test_forgotten_subject_is_unlinkable_but_proofs_still_verify(
     assert ledger.forget_subject("gone") is True
     assert ledger.forget_subject("gone") is False
     assert ledger.subject_pseudonym("gone") is None
-    assert ledger.query(subject_id="gone") == []
+    assert ledger.query(Filter(subject_id="gone")) == []
     for i in range(3):
         verify_inclusion(i, 3, ledger.get_entry(i).leaf_hash, ledger.inclusion_proof(i, 3), cp.root)
     ledger.append([disclosure(9, subject_ids=("gone",))])
     new = ledger.subject_pseudonym("gone")
     assert new is not None and new != old
-    assert [e.index for e in ledger.query(subject_id="gone")] == [3]
+    assert [e.index for e in ledger.query(Filter(subject_id="gone"))] == [3]
 
 
 def test_pushback_when_too_many_appends_wait(
