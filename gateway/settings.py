@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import limits
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -181,6 +182,11 @@ class ConsoleSettings(_Section):
     # A session ends after this long without a request, and in any case after session_max_s.
     session_idle_s: float = Field(default=15 * 60, gt=0)
     session_max_s: float = Field(default=8 * 3600, gt=0)
+    # Live sessions kept at most; when full, the oldest anonymous one makes room.
+    max_sessions: int = Field(default=10_000, gt=0)
+    # Login attempts allowed per client address in a moving window (a `limits` rate string);
+    # a valid token clears the address's count.
+    login_rate: str = "10 per minute"
     rpc_timeout_s: float = Field(default=10.0, gt=0)
     # Refusals and charts read at most this many entries per view (a notice says so).
     max_scan_entries: int = Field(default=100_000, gt=0)
@@ -189,6 +195,15 @@ class ConsoleSettings(_Section):
     @classmethod
     def _has_port(cls, v: str) -> str:
         return _host_port(v)
+
+    @field_validator("login_rate")
+    @classmethod
+    def _is_rate(cls, v: str) -> str:
+        try:
+            limits.parse(v)
+        except ValueError as e:
+            raise ValueError(f"not a rate such as '10 per minute': {v!r}") from e
+        return v
 
 
 class Settings(BaseSettings):

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
@@ -50,11 +51,13 @@ from gateway.console.disclosures import (
     rows_csv,
     rows_json,
 )
-from gateway.console.sessions import Session, SessionStore
+from gateway.console.sessions import LoginThrottle, Session, SessionsFull, SessionStore
 from gateway.console.tally import tally_disclosures, tally_refusals, window
 from gateway.services.audit import receipt_document_from_message
 from gateway.settings import ConsoleSettings
 from partner_gateway.v1 import audit_pb2
+
+_log = structlog.get_logger("gateway.console")
 
 HERE = Path(__file__).resolve().parent
 CSP = (
@@ -145,7 +148,12 @@ def create_app(
         connect: Opens the AuditService client; called once on the server's event loop.
         https: The console is served over TLS: cookies are ``Secure`` and ``__Host-``.
     """
-    store = SessionStore(idle_s=settings.session_idle_s, max_s=settings.session_max_s)
+    store = SessionStore(
+        idle_s=settings.session_idle_s,
+        max_s=settings.session_max_s,
+        max_sessions=settings.max_sessions,
+    )
+    throttle = LoginThrottle(settings.login_rate)
     templates = Jinja2Templates(directory=HERE / "templates")
     cookie = "__Host-sgw-console" if https else "sgw-console"
     clients: dict[str, AuditClient] = {}
@@ -221,9 +229,15 @@ def create_app(
         form = await posted(request, session)
         assert session is not None
         token = str(form.get("token", "")).strip()
+        address = request.client.host if request.client else "unknown"
         error = ""
         if not token:
             error = "empty"
+        elif (wait := throttle.attempt(address)) is not None:
+            _log.warning("console_login_throttled", client=address, retry_after_s=wait)
+            response = page(request, "login.html", session, {"error": "throttled"}, 429)
+            response.headers["retry-after"] = str(wait)
+            return response
         else:
             try:
                 await audit().checkpoint(token)  # the gateway decides: an auditor's token?
@@ -235,6 +249,7 @@ def create_app(
                     raise
         if error:
             return page(request, "login.html", session, {"error": error}, status_code=401)
+        throttle.succeeded(address)
         new = store.login(session, token)
         return set_cookie(RedirectResponse("/", status_code=303), new)
 
@@ -478,6 +493,13 @@ def create_app(
         message = f"gateway: {code.name if code else 'error'}: {details}"
         return page(request, "error.html", session, {"message": message}, status_code=status)
 
+    async def sessions_full(request: Request, exc: Exception) -> Response:
+        _log.warning("console_sessions_full", max_sessions=settings.max_sessions)
+        message = "Too many logged-in sessions: try again later."
+        response = page(request, "error.html", None, {"message": message}, status_code=503)
+        response.headers["retry-after"] = "60"
+        return response
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         session = getattr(request.state, "session", None) or session_of(request)
@@ -506,6 +528,7 @@ def create_app(
             LoginRequired: to_login,
             grpc.RpcError: rpc_failed,
             HTTPException: http_error,
+            SessionsFull: sessions_full,
         },
     )
     return SecurityHeaders(app, https=https)

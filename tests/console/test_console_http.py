@@ -18,8 +18,14 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 
+import pytest
 import structlog
 
+from gateway.console.app import create_app
+from gateway.console.client import AuditClient, client_files
+from gateway.console.serving import running_console
+from gateway.settings import Settings
+from partner_gateway.v1 import audit_pb2
 from tests.console.conftest import Rig
 
 
@@ -81,6 +87,51 @@ def test_only_an_auditor_token_logs_in(rig: Rig) -> None:
         assert status == 401 and "not a valid auditor token" in body
     status, url, body = Browser(rig.url).login(rig.auditor_token)
     assert (status, url) == (200, rig.url + "/") and 'id="ledger-size"' in body
+
+
+def test_guessing_tokens_is_throttled_before_the_gateway_is_asked(rig: Rig) -> None:
+    """With 3 attempts a minute per address, the 4th login, even with a valid auditor token,
+    is 429 with Retry-After and never reaches the gateway; a valid token earlier clears the
+    count."""
+    asked: list[str] = []
+
+    class Counting(AuditClient):
+        async def checkpoint(self, token: str) -> audit_pb2.Checkpoint:
+            asked.append(token)
+            return await super().checkpoint(token)
+
+    settings = Settings.load(
+        env={},
+        overrides={
+            "data_dir": str(rig.gw.pki.parent),
+            "console": {"gateway": rig.gw.address, "login_rate": "3 per minute"},
+        },
+    )
+    files = client_files(settings.console, pki=settings.pki_dir)
+    app = create_app(
+        settings=settings.console,
+        connect=lambda: Counting.connect(target=rig.gw.address, files=files, timeout_s=10),
+    )
+    with running_console(app) as console:
+        assert Browser(console.url).login("sgw_guess-1")[0] == 401
+        assert Browser(console.url).login(rig.auditor_token)[0] == 200  # clears the count
+        for n in range(3):
+            assert Browser(console.url).login(f"sgw_guess-{n + 2}")[0] == 401
+        b = Browser(console.url)
+        b.get("/login")
+        before = len(asked)
+        req = urllib.request.Request(
+            console.url + "/login",
+            data=urllib.parse.urlencode({"csrf": b.csrf, "token": rig.auditor_token}).encode(),
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.build_opener(urllib.request.HTTPCookieProcessor(b.jar)).open(req)
+        assert refused.value.code == 429
+        assert 1 <= int(refused.value.headers["retry-after"]) <= 61
+        assert "Too many log-in attempts" in refused.value.read().decode()
+        assert len(asked) == before  # the gateway was not asked
+    guesses = [t for t in asked if t != rig.auditor_token]
+    assert guesses == ["sgw_guess-1", "sgw_guess-2", "sgw_guess-3", "sgw_guess-4"]
 
 
 def test_post_without_the_sessions_csrf_token_is_refused(rig: Rig) -> None:

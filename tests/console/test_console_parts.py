@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gateway.console.app import note_signatures
 from gateway.console.charts import OTHER, stacked_bars, top_series
 from gateway.console.disclosures import DisclosureQuery, QueryError, entry_row, rows_csv
-from gateway.console.sessions import SessionStore
+from gateway.console.sessions import LoginThrottle, SessionsFull, SessionStore
 from gateway.console.tally import tally_disclosures, tally_refusals
 from gateway.security.tls import channel_credentials
 from ledger.checkpoint import Checkpoint, NoteSigner
@@ -62,6 +62,34 @@ def test_login_replaces_the_session_id() -> None:
     after = store.login(before, "tok")
     assert after.id != before.id and after.csrf != before.csrf
     assert store.from_cookie(store.cookie_value(before)) is None
+
+
+def test_a_flood_of_login_forms_cannot_grow_the_store_or_evict_logged_in_auditors() -> None:
+    """Anyone can open the login form (an anonymous session each): past max_sessions the
+    oldest anonymous session makes room; logged-in sessions stay; when every slot holds one,
+    a new session is refused."""
+    store = SessionStore(idle_s=60, max_s=300, max_sessions=100)
+    auditors = [store.login(store.new(), f"tok{i}") for i in range(40)]
+    for _ in range(10_000):
+        store.new()
+    assert len(store) == 100
+    assert all(store.from_cookie(store.cookie_value(a)) is a for a in auditors)
+    for i in range(60):
+        store.login(store.new(), f"more{i}")
+    with pytest.raises(SessionsFull):
+        store.new()
+
+
+def test_login_attempts_are_counted_per_address_and_forgiven_after_a_valid_token() -> None:
+    """Three attempts per address and window: the fourth waits (seconds given); another
+    address is not affected; a valid token clears the address's count."""
+    throttle = LoginThrottle("3 per minute")
+    assert [throttle.attempt("10.0.0.9") for _ in range(3)] == [None, None, None]
+    wait = throttle.attempt("10.0.0.9")
+    assert wait is not None and 1 <= wait <= 61
+    assert throttle.attempt("10.0.0.10") is None
+    throttle.succeeded("10.0.0.9")
+    assert throttle.attempt("10.0.0.9") is None
 
 
 @pytest.mark.parametrize(
