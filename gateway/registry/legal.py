@@ -36,6 +36,15 @@ MAX_SCOPE_SUBJECTS = 10_000
 _AUTHORITY_KIND = re.compile(r"[A-Z][A-Z_]{0,63}")
 
 
+def check_grant_principal(principal: str) -> None:
+    """Raises: InvalidRequestError: the principal id is empty or too long."""
+    if not principal or len(principal) > MAX_TEXT:
+        raise InvalidRequestError(
+            f"principal is required (1..{MAX_TEXT} characters)",
+            reason="registry.legal_grant_principal",
+        )
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LegalRequestFacts:
     """What a share needs to know about a named request, for the policy input."""
@@ -220,10 +229,7 @@ class LegalRequests:
             return row
 
     def set_grant(self, principal: str, *, granted: bool, by: str, now: datetime) -> None:
-        if not principal or len(principal) > MAX_TEXT:
-            raise InvalidRequestError(
-                "principal is required", reason="registry.legal_grant_principal"
-            )
+        check_grant_principal(principal)
         with self._session() as s:
             row = s.get(LegalGrantRecord, principal)
             if granted and row is None:

@@ -24,7 +24,7 @@ from gateway.registry import (
     SubjectFacts,
     Withdrawal,
 )
-from gateway.registry.legal import new_legal_request
+from gateway.registry.legal import check_grant_principal, new_legal_request
 from gateway.registry.models import LegalRequestRecord
 from gateway.security.identity import current_principal
 from ledger import Disclosure, Ledger
@@ -354,8 +354,30 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def SetLegalGrant(
         self, request: admin_pb2.SetLegalGrantRequest, context: grpc.ServicerContext
     ) -> admin_pb2.AdminAck:
+        """Give or take a principal's right to name a registered legal request. The change
+        is a ledger entry first (``record_type`` ``legal_grant``, the principal as
+        ``partner_id``, ``legal_grant.set`` or ``legal_grant.removed``), as registrations are."""
+        check_grant_principal(request.principal)
+        now = self._clock()
+        principal = current_principal()
+        self._ledger.append(
+            [
+                Disclosure(
+                    time=now,
+                    decision="ALLOW",
+                    request_id=current_request_id(),
+                    rpc="/partner_gateway.v1.AdminService/SetLegalGrant",
+                    caller=principal.id,
+                    caller_role=str(principal.role),
+                    partner_id=request.principal,
+                    mode="registry",
+                    record_type="legal_grant",
+                    reason_codes=("legal_grant.set" if request.granted else "legal_grant.removed",),
+                )
+            ]
+        )
         self._registry.legal.set_grant(
-            request.principal, granted=request.granted, by=current_principal().id, now=self._clock()
+            request.principal, granted=request.granted, by=principal.id, now=now
         )
         _log.info("legal_grant.set", principal=request.principal, granted=request.granted)
         return admin_pb2.AdminAck(

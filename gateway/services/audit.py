@@ -86,6 +86,7 @@ def entry_message(stored: StoredEntry) -> audit_pb2.LedgerEntry:
         consent_ids=e.consent_ids,
         destination_region=e.destination_region,
         cross_border_exceptions=e.cross_border_exceptions,
+        legal_request_id=e.legal_request_id,
     )
 
 

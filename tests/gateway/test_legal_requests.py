@@ -14,7 +14,14 @@ import pytest
 from gateway.demo import DEMO_LEGAL_REQUEST, SCENARIOS, ad_request, legal_request
 from gateway.registry.legal import new_legal_request
 from gateway.testing import RunningGateway, running_gateway
-from partner_gateway.v1 import admin_pb2, admin_pb2_grpc, share_pb2, share_pb2_grpc
+from partner_gateway.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    audit_pb2,
+    audit_pb2_grpc,
+    share_pb2,
+    share_pb2_grpc,
+)
 from tests.gateway.test_share_integration import denied
 
 OBLIGATION = share_pb2.LEGAL_BASIS_KIND_LEGAL_OBLIGATION
@@ -140,6 +147,15 @@ def test_registration_and_revocation_are_recorded_and_revocation_applies_at_once
     )
     assert registered.id.startswith("lr-") and registered.registered_by == "admin:ops"
     assert registered.kind == "legal_request"
+    audit = audit_pb2_grpc.AuditServiceStub(gw.channel("auditor", "audit-team"))
+    page = audit.QueryDisclosures(
+        audit_pb2.QueryDisclosuresRequest(
+            filter=audit_pb2.DisclosureFilter(partner_id="haidian-psb"), page_size=1000
+        ),
+        timeout=10,
+    )
+    [seen] = [e for e in page.entries if e.index == before]
+    assert seen.legal_request_id == registered.id  # auditors see which request it was
     entry = gw.gateway.ledger.get_entry(before).entry
     assert (entry.mode, entry.legal_request_id, entry.partner_id) == (
         "registry",
@@ -208,10 +224,15 @@ def test_expired_request_and_unknown_request_are_refused(
     assert "R10.unknown_legal_request" in refusal_codes(lambda: share.Share(unknown, timeout=10))
 
 
-def test_caller_without_the_grant_is_refused(
-    admin: admin_pb2_grpc.AdminServiceStub, share: share_pb2_grpc.ShareServiceStub
+def test_caller_without_the_grant_is_refused_and_every_grant_change_is_in_the_ledger(
+    gw: RunningGateway,
+    admin: admin_pb2_grpc.AdminServiceStub,
+    share: share_pb2_grpc.ShareServiceStub,
 ) -> None:
-    """Removing the service's legal-request grant refuses its next legal share (R10.no_grant)."""
+    """Removing the service's legal-request grant refuses its next legal share (R10.no_grant);
+    giving it back opens it again. Both changes are ledger entries naming who changed whose
+    grant, so an auditor sees when a service could claim a legal basis."""
+    size = gw.gateway.ledger.size
     admin.SetLegalGrant(
         admin_pb2.SetLegalGrantRequest(principal="svc:checkout", granted=False), timeout=10
     )
@@ -221,6 +242,41 @@ def test_caller_without_the_grant_is_refused(
         admin_pb2.SetLegalGrantRequest(principal="svc:checkout", granted=True), timeout=10
     )
     assert share.Share(req, timeout=10).decision.allowed
+    grants = [
+        e.entry
+        for e in gw.gateway.ledger.query(after_index=size - 1)
+        if e.entry.record_type == "legal_grant"
+    ]
+    assert [(g.caller, g.partner_id, g.reason_codes, g.mode) for g in grants] == [
+        ("admin:ops", "svc:checkout", ("legal_grant.removed",), "registry"),
+        ("admin:ops", "svc:checkout", ("legal_grant.set",), "registry"),
+    ]
+
+
+def test_a_malformed_grant_is_invalid_and_records_nothing(
+    gw: RunningGateway, admin: admin_pb2_grpc.AdminServiceStub
+) -> None:
+    """An empty or oversized principal is INVALID_ARGUMENT, with no ledger entry."""
+    before = gw.gateway.ledger.size
+    for principal in ("", "p" * 257):
+        code, _, _ = denied(
+            lambda p=principal: admin.SetLegalGrant(  # type: ignore[misc]
+                admin_pb2.SetLegalGrantRequest(principal=p, granted=True), timeout=10
+            )
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert gw.gateway.ledger.size == before
+
+
+def test_a_service_cannot_grant_itself_the_legal_power(gw: RunningGateway) -> None:
+    """SetLegalGrant is admin-only: a service asking for its own grant is PERMISSION_DENIED."""
+    stub = admin_pb2_grpc.AdminServiceStub(gw.channel("service", "checkout"))
+    code, _, _ = denied(
+        lambda: stub.SetLegalGrant(
+            admin_pb2.SetLegalGrantRequest(principal="svc:checkout", granted=True), timeout=10
+        )
+    )
+    assert code == grpc.StatusCode.PERMISSION_DENIED
 
 
 @pytest.mark.parametrize(
