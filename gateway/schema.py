@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from gateway.errors import ConfigError, UnavailableError
+from gateway.registry.snapshot import REGISTRY_VERSION_TABLE, VERSIONED_TABLES, version_ddl
 from ledger.storage import (
     FORGET_FUNCTION,
     WRITE,
@@ -66,6 +67,8 @@ GRANT_EXCEPTIONS: dict[str, str] = {
     "registry_partners": "SELECT, INSERT, UPDATE",
     "registry_schemas": "SELECT, INSERT, UPDATE",
     "registry_erased_subjects": "SELECT, INSERT",
+    # Only the triggers' SECURITY DEFINER function bumps it (ADR 0025).
+    REGISTRY_VERSION_TABLE: "SELECT",
     VERSION_TABLE: "SELECT",
 }
 
@@ -158,6 +161,10 @@ def upgrade(url: str, *, revision: str = "head") -> str:
                 present = set(sa.inspect(conn).get_table_names())
                 for ddl in append_only_ddl(engine.dialect.name, present):
                     conn.exec_driver_sql(ddl)
+                # Likewise the registry version's triggers (ADR 0025).
+                if present.issuperset((REGISTRY_VERSION_TABLE, *VERSIONED_TABLES)):
+                    for ddl in version_ddl(engine.dialect.name):
+                        conn.exec_driver_sql(ddl)
     except sa.exc.SQLAlchemyError as e:
         raise UnavailableError(
             f"database schema upgrade failed: {describe_db_error(e)}; a restricted role "

@@ -249,8 +249,8 @@ class Sharing:
         refs: dict[str, str] = {}
         for record in order.records:
             refs.setdefault(record.subject_id, str(len(refs)))
-        # One connection for schema, recipient and subject facts (read fresh for every share:
-        # consent withdrawals apply at once). Validation order is unchanged.
+        # Schema, recipient and subject facts as of the registry version read first (ADR 0025:
+        # a consent withdrawal applies to the next share). Validation order is unchanged.
         schema, recipient, facts = self._registry.share_facts(
             order.record_type, order.recipient_id, [s for s in refs if s]
         )

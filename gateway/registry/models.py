@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 
-from sqlalchemy import JSON, Column, LargeBinary
+from sqlalchemy import JSON, BigInteger, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
 
@@ -184,3 +184,13 @@ class LegalGrantRecord(SQLModel, table=True):
     principal: str = Field(primary_key=True)
     granted_by: str = ""
     granted_at: str = ""
+
+
+class RegistryVersionRecord(SQLModel, table=True):
+    """One row (``id = 1``): a counter that database triggers bump on every write to a
+    registry table the share path caches (``gateway.registry.snapshot``, ADR 0025)."""
+
+    __tablename__ = "registry_version"
+
+    id: int = Field(primary_key=True)
+    version: int = Field(sa_column=Column(BigInteger, nullable=False))

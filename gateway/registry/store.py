@@ -33,9 +33,16 @@ from gateway.registry.models import (
     OrderRecord,
     PartnerRecord,
     RecipientKind,
+    RegistryVersionRecord,
     SchemaRecord,
     SubjectRecord,
     WithdrawalRecord,
+)
+from gateway.registry.snapshot import (
+    Snapshot,
+    VersionReader,
+    version_ddl,
+    version_triggers_present,
 )
 from ledger.storage import describe_db_error
 
@@ -50,6 +57,7 @@ _TABLES = [
     LegalRequestRecord.__table__,  # type: ignore[attr-defined]
     LegalGrantRecord.__table__,  # type: ignore[attr-defined]
     WithdrawalRecord.__table__,  # type: ignore[attr-defined]
+    RegistryVersionRecord.__table__,  # type: ignore[attr-defined]
 ]
 _subjects_t = SubjectRecord.__table__  # type: ignore[attr-defined]
 _consents_t = ConsentRecord.__table__  # type: ignore[attr-defined]
@@ -146,27 +154,53 @@ class Registry:
     Every storage failure is raised as ``UnavailableError`` (fail closed).
 
     Args:
-        engine: The gateway's database.
+        engine: The gateway's database (its registry tables, version row and triggers
+            exist: ``open`` makes them).
         tombstone_key: Secret of the keyed hash that marks erased subjects
             (``erase_subject``); ``None``: erasure is refused and no tombstone is read.
+        max_cached_subjects: Subjects whose facts the share path keeps in memory (least
+            recently used beyond that are dropped; ADR 0025).
     """
 
-    def __init__(self, *, engine: Engine, tombstone_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        tombstone_key: bytes | None = None,
+        max_cached_subjects: int = 32_768,
+    ) -> None:
         self._engine = engine
         self._tombstone_key = tombstone_key
         self.legal = LegalRequests(engine=engine)
+        self.snapshot = Snapshot(max_subjects=max_cached_subjects)
+        self._version = VersionReader(
+            connect=engine.raw_connection,
+            errors=(engine.dialect.loaded_dbapi.Error, SQLAlchemyError),
+            autocommit=engine.dialect.name != "sqlite",
+        )
 
     @classmethod
-    def open(cls, url_or_engine: str | Engine, *, tombstone_key: bytes | None = None) -> Registry:
-        """Connect (or use a shared engine) and create the registry tables if missing."""
+    def open(
+        cls,
+        url_or_engine: str | Engine,
+        *,
+        tombstone_key: bytes | None = None,
+        max_cached_subjects: int = 32_768,
+    ) -> Registry:
+        """Connect (or use a shared engine); create the registry tables, the version row and
+        its triggers if missing."""
         engine = open_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         try:
             SQLModel.metadata.create_all(engine, tables=_TABLES)
+            _ensure_version_triggers(engine)
         except SQLAlchemyError as e:
             raise UnavailableError(f"registry store unavailable: {describe_db_error(e)}") from e
-        return cls(engine=engine, tombstone_key=tombstone_key)
+        return cls(
+            engine=engine, tombstone_key=tombstone_key, max_cached_subjects=max_cached_subjects
+        )
 
     def close(self) -> None:
+        self._version.close()
         self._engine.dispose()
 
     @property
@@ -176,11 +210,11 @@ class Registry:
 
     # -- reads (share path) -------------------------------------------------------------
 
-    # Share-path reads use driver SQL on one pooled connection instead of ORM sessions: an
-    # ORM session per read cost ~0.3 ms each (identity map, instance state), 2.1 ms per
-    # 5-subject share; now ~0.05 ms for all five statements (see ``_Reader``). Nothing
-    # is cached across requests: consent withdrawals and partner changes apply to the next
-    # share, also when several gateway processes share the database.
+    # The share path (``share_facts``) answers from ``snapshot``, valid for one registry
+    # version that every registry write bumps (ADR 0025): one version read per share, and
+    # driver SQL on one pooled connection (see ``_Reader``) for what is not cached. A
+    # consent withdrawal or partner change applies to the next share, also when several
+    # gateway processes share the database. The admin reads below are not cached.
 
     def partner(self, partner_id: str) -> PartnerRecord | None:
         with self._read() as reader:
@@ -205,18 +239,40 @@ class Registry:
     def share_facts(
         self, record_type: str, partner_id: str, subject_ids: Iterable[str]
     ) -> tuple[dict[str, str] | None, Recipient | None, dict[str, SubjectFacts]]:
-        """Schema fields, recipient and subject facts for one share, on one connection.
+        """Schema fields, recipient and subject facts for one share, as of the registry
+        version read first (ADR 0025): from the snapshot, and what it lacks on one
+        connection. Treat the results as read-only (they are shared between shares).
 
-        An empty ``partner_id`` reads no partner. Same facts as ``schema``, ``partner`` and
-        ``subjects``; one pool checkout (and one pre-ping) instead of three.
+        An empty ``partner_id`` reads no partner; no subject is read for an unknown record
+        type. Same facts as ``schema``, ``partner`` and ``subjects``.
         """
         ids = list(dict.fromkeys(subject_ids))
-        with self._read() as reader:
-            schema = _schema_fields(reader, record_type)
-            partner = _recipient(reader, partner_id) if partner_id else None
-            facts = (
-                _subjects(reader, ids, self._tombstone_key) if ids and schema is not None else {}
-            )
+        version = self._version.read()
+        snap = self.snapshot
+        snap.at(version)
+        missing = Snapshot.MISSING
+        schema = snap.schema(record_type)
+        partner = snap.recipient(partner_id) if partner_id else None
+        cached, unread = snap.subjects(ids) if schema is not None else ({}, [])
+        if schema is missing or partner is missing or unread:
+            with self._read() as reader:
+                new_schema: dict[str, Any] = {}
+                new_partner: dict[str, Any] = {}
+                if schema is missing:
+                    schema = new_schema[record_type] = _schema_fields(reader, record_type)
+                if partner is missing:
+                    partner = new_partner[partner_id] = _recipient(reader, partner_id)
+                read: dict[str, SubjectFacts | None] = {}
+                if schema is None:
+                    cached = {}
+                elif unread:
+                    read = dict.fromkeys(unread)
+                    read.update(_subjects(reader, unread, self._tombstone_key))
+                    cached.update(read)
+            # Bulk shares pass by: their subjects would push out everyone else's.
+            keep = read if len(read) <= snap.max_subjects // 4 else None
+            snap.put(version, schemas=new_schema, recipients=new_partner, subjects=keep)
+        facts = {sid: f for sid, f in cached.items() if f is not None}
         return schema, partner, facts
 
     @contextmanager
@@ -414,6 +470,24 @@ class Registry:
 
     def _session(self) -> Session:
         return GuardedSession(self._engine)
+
+
+def _ensure_version_triggers(engine: Engine) -> None:
+    """Create the registry version row and its triggers where they are missing (a database
+    made by the stores, not the migrations). Checked first on PostgreSQL: the gateway's
+    restricted role may read them but not create them."""
+    raw = engine.raw_connection()
+    try:
+        present = version_triggers_present(raw, engine.dialect.name)
+    finally:
+        raw.close()
+    if present:
+        return
+    with engine.begin() as conn:
+        if engine.dialect.name != "sqlite":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7262703)")
+        for ddl in version_ddl(engine.dialect.name):
+            conn.exec_driver_sql(ddl)
 
 
 _SEED_LEGAL_KEYS = (
