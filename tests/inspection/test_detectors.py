@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import phonenumbers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -119,3 +120,15 @@ def test_detection_is_total(value: str) -> None:
 def test_an_identifier_between_words_is_still_found(before: str, hidden: str, after: str) -> None:
     """Hiding an identifier between words (space separated) does not hide it."""
     assert find_identifiers(f"{before} {hidden} {after}")
+
+
+@given(st.sampled_from(["+", "00", "00 "]), st.from_regex(r"0[0-9]{6,16}", fullmatch=True))
+def test_an_international_number_whose_country_code_starts_with_0_is_no_phone(
+    prefix: str, rest: str
+) -> None:
+    """E.164 has no country code starting with 0: the detector says so without a parse, as
+    libphonenumber would (INVALID_COUNTRY_CODE)."""
+    text = prefix + rest
+    assert InfoType.PHONE_NUMBER not in find_identifiers(text)
+    with pytest.raises(phonenumbers.NumberParseException):
+        phonenumbers.parse("+" + rest, None)
