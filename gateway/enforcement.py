@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol, TypeAlias
 
 #: Category of the record's ``subject_id``; it always leaves as a per-partner pseudonym.
 SUBJECT_REF_CATEGORY = "user.account.id"
@@ -63,15 +63,33 @@ def pseudonym(key: bytes, category: str, value: str) -> str:
     The category is part of the MAC input so equal values of different categories do not
     match; the key is per partner so two partners' pseudonyms cannot be joined (R5).
     """
-    mac = _keyed_prefix(key, category).copy()  # key schedule and prefix computed once
-    mac.update(value.encode())
-    return "ps_" + mac.digest()[:16].hex()
+    return _mac(_keyed_prefix(key, category), value)
+
+
+def _mac(states: _HmacStates, value: str) -> str:
+    inner, outer = states[0].copy(), states[1].copy()
+    inner.update(value.encode())
+    outer.update(inner.digest())
+    return "ps_" + outer.digest()[:16].hex()
+
+
+_SHA256_BLOCK = 64
+_HmacStates: TypeAlias = "tuple[hashlib._Hash, hashlib._Hash]"
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 
 @functools.lru_cache(maxsize=1024)
-def _keyed_prefix(key: bytes, category: str) -> hmac.HMAC:
-    """HMAC state after ``category ‖ 0x00`` under ``key`` (copied per value, never updated)."""
-    return hmac.new(key, category.encode() + b"\x00", hashlib.sha256)
+def _keyed_prefix(key: bytes, category: str) -> _HmacStates:
+    """HMAC-SHA256 under ``key`` as its two hash states (RFC 2104 §2): the inner one after
+    ``K ⊕ ipad ‖ category ‖ 0x00``, the outer one after ``K ⊕ opad``. Copied per value,
+    never updated: two C-level copies instead of ``hmac.HMAC.copy`` (~0.6 µs less per
+    pseudonym; ``tests/gateway/test_enforcement.py`` checks equality with ``hmac``)."""
+    k = hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key
+    k = k.ljust(_SHA256_BLOCK, b"\x00")
+    inner = hashlib.sha256(k.translate(_IPAD))
+    inner.update(category.encode() + b"\x00")
+    return inner, hashlib.sha256(k.translate(_OPAD))
 
 
 def age_in_years(birth_date: str, today: date) -> int | None:
@@ -110,6 +128,91 @@ GENERALIZERS: Mapping[str, tuple[Callable[[str, date], str | None], str]] = {
 }
 
 
+_KEEP, _DROP, _PSEUDONYMIZE, _GENERALIZE = range(4)
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcementPlan:
+    """What enforcement does to each field of a record type under one set of obligations
+    and one recipient key, decided once (``plan``) instead of per field of every record.
+
+    ``steps`` maps a field name to ``(op, category, …)``: keep, drop, pseudonymize (with the
+    key's HMAC states) or generalize (function, output field, output category).
+    """
+
+    steps: Mapping[str, tuple[Any, ...]]
+
+
+def plan(schema: Mapping[str, str], obligations: ObligationSet, *, key: bytes) -> EnforcementPlan:
+    """The plan for ``schema`` under ``obligations`` and ``key``, compiled once per distinct
+    combination (a bounded cache; the arguments' contents are the cache key). Pure."""
+    return _plan(
+        tuple(schema.items()),
+        obligations.drop,
+        obligations.pseudonymize,
+        tuple(obligations.generalize.items()),
+        key,
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(
+    schema: tuple[tuple[str, str], ...],
+    drop: frozenset[str],
+    pseudonymize: frozenset[str],
+    generalize: tuple[tuple[str, str], ...],
+    key: bytes,
+) -> EnforcementPlan:
+    general = dict(generalize)
+    steps: dict[str, tuple[Any, ...]] = {}
+    for name, category in schema:
+        # Removal wins over every other obligation; an unknown generalizer removes.
+        if category in drop:
+            steps[name] = (_DROP, category)
+        elif category in general:
+            generalizer = GENERALIZERS.get(general[category])
+            steps[name] = (
+                (_DROP, category)
+                if generalizer is None
+                else (_GENERALIZE, category, generalizer[0], general[category], generalizer[1])
+            )
+        elif category in pseudonymize:
+            steps[name] = (_PSEUDONYMIZE, category, _keyed_prefix(key, category))
+        else:
+            steps[name] = (_KEEP, category)
+    return EnforcementPlan(steps=steps)
+
+
+def apply_plan(p: EnforcementPlan, fields: Mapping[str, str], *, today: date) -> Transformed:
+    """Carry out plan ``p`` on one record's ``fields`` (every name in the plan's schema).
+
+    Raises:
+        KeyError: a field name the schema does not have.
+    """
+    steps = p.steps
+    out: dict[str, str] = {}
+    disclosed: set[str] = set()
+    removed: set[str] = set()
+    for name, value in fields.items():
+        step = steps[name]
+        op = step[0]
+        if op == _KEEP:
+            out[name] = value
+            disclosed.add(step[1])
+        elif op == _PSEUDONYMIZE:
+            out[name] = _mac(step[2], value)
+            disclosed.add(step[1])
+        elif op == _DROP:
+            removed.add(step[1])
+        else:
+            removed.add(step[1])
+            general = step[2](value, today)
+            if general is not None:  # a value the generalizer cannot handle is removed
+                out[step[3]] = general
+                disclosed.add(step[4])
+    return Transformed(fields=out, disclosed=frozenset(disclosed), removed=frozenset(removed))
+
+
 def transform_record(
     fields: Mapping[str, str],
     schema: Mapping[str, str],
@@ -122,7 +225,7 @@ def transform_record(
 
     Removal wins over every other obligation; an unknown generalizer or a value a generalizer
     cannot handle removes the field (fail closed). A generalized value is written under the
-    generalizer's name (``birth_date`` -> ``age_band``).
+    generalizer's name (``birth_date`` -> ``age_band``). Same as ``apply_plan(plan(...))``.
 
     Args:
         fields: field name -> value, every name present in ``schema``.
@@ -131,27 +234,7 @@ def transform_record(
         key: the recipient's pseudonymization key.
         today: reference date for generalizations.
     """
-    out: dict[str, str] = {}
-    disclosed: set[str] = set()
-    removed: set[str] = set()
-    for name, value in fields.items():
-        category = schema[name]
-        if category in obligations.drop:
-            removed.add(category)
-        elif category in obligations.generalize:
-            removed.add(category)
-            generalizer = GENERALIZERS.get(obligations.generalize[category])
-            general = generalizer[0](value, today) if generalizer else None
-            if generalizer is not None and general is not None:
-                out[obligations.generalize[category]] = general
-                disclosed.add(generalizer[1])
-        elif category in obligations.pseudonymize:
-            out[name] = pseudonym(key, category, value)
-            disclosed.add(category)
-        else:
-            out[name] = value
-            disclosed.add(category)
-    return Transformed(fields=out, disclosed=frozenset(disclosed), removed=frozenset(removed))
+    return apply_plan(plan(schema, obligations, key=key), fields, today=today)
 
 
 def subject_ref(key: bytes, subject_id: str) -> str:
@@ -164,10 +247,26 @@ def payload_digest(records: Iterable[tuple[str, Mapping[str, str]]]) -> bytes:
 
     Canonical encoding: UTF-8 JSON of ``[{"subject": ref, "fields": {...}}, ...]`` in disclosure
     order, keys sorted, no insignificant whitespace. A recipient recomputes it from what it got.
+    Written here without ``json.dumps``'s generic pass (same bytes; tested against it).
     """
-    doc = [{"subject": ref, "fields": dict(f)} for ref, f in records]
-    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    enc = _enc_str
+    canonical = (
+        "["
+        + ",".join(
+            '{"fields":{'
+            + ",".join([enc(k) + ":" + enc(f[k]) for k in sorted(f)])
+            + '},"subject":'
+            + enc(ref)
+            + "}"
+            for ref, f in records
+        )
+        + "]"
+    )
     return hashlib.sha256(canonical.encode("utf-8")).digest()
+
+
+#: JSON string encoding as ``json.dumps(..., ensure_ascii=False)`` writes it.
+_enc_str: Callable[[str], str] = json.encoder.encode_basestring
 
 
 def quasi_digest(key: bytes, value: str) -> str:

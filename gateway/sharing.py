@@ -21,11 +21,13 @@ from typing import Any, Literal, Protocol
 
 from gateway import metrics
 from gateway.enforcement import (
+    EnforcementPlan,
     age_in_years,
+    apply_plan,
     payload_digest,
+    plan,
     quasi_digest,
     subject_ref,
-    transform_record,
 )
 from gateway.errors import InvalidRequestError
 from gateway.inspection import find_identifiers
@@ -375,16 +377,17 @@ class Sharing:
         records: list[DisclosedRecord] = []
         disclosed: set[str] = set()
         removed: set[str] = set()
+        # One plan per distinct obligations object of this decision (usually one), each
+        # compiled once per (schema, obligations, key) across shares.
+        plans: dict[int, EnforcementPlan] = {}
         for record in prepared.order.records:
             if record.subject_id in excluded:
                 continue
-            t = transform_record(
-                record.fields,
-                prepared.schema,
-                decision.obligations_for(prepared.refs[record.subject_id]),
-                key=key,
-                today=today,
-            )
+            obligations = decision.obligations_for(prepared.refs[record.subject_id])
+            p = plans.get(id(obligations))
+            if p is None:
+                p = plans[id(obligations)] = plan(prepared.schema, obligations, key=key)
+            t = apply_plan(p, record.fields, today=today)
             disclosed |= t.disclosed
             removed |= t.removed
             records.append(

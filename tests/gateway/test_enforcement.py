@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -14,8 +15,10 @@ from hypothesis import strategies as st
 from gateway.enforcement import (
     age_band,
     age_in_years,
+    apply_plan,
     city,
     payload_digest,
+    plan,
     pseudonym,
     subject_ref,
     transform_record,
@@ -168,3 +171,46 @@ def test_pseudonym_is_the_documented_hmac() -> None:
     expected = hmac.new(key, b"user.device.id\x00dev-42", hashlib.sha256).hexdigest()[:32]
     assert pseudonym(key, "user.device.id", "dev-42") == "ps_" + expected
     assert pseudonym(key, "user.account.id", "dev-42") != "ps_" + expected
+
+
+@given(st.binary(max_size=200), st.text(max_size=40), st.text(max_size=80))
+def test_pseudonym_equals_hmac_for_keys_of_any_length(
+    key: bytes, category: str, value: str
+) -> None:
+    """The precomputed HMAC states give ``hmac``'s result for every key length (longer than a
+    SHA-256 block: hashed first, RFC 2104)."""
+    mac = hmac.new(key, category.encode() + b"\x00" + value.encode(), hashlib.sha256)
+    assert pseudonym(key, category, value) == "ps_" + mac.digest()[:16].hex()
+
+
+def test_a_plan_is_compiled_once_per_schema_obligations_and_key() -> None:
+    """Equal schema, obligations and key give the same plan object; another key or other
+    obligations another plan (a partner's key never serves another partner)."""
+    obl = Obl(drop=frozenset({"user.name"}), pseudonymize=frozenset({"user.account.id"}))
+    first = plan(SCHEMA, obl, key=b"k1")
+    assert plan(dict(SCHEMA), Obl(obl.drop, obl.pseudonymize), key=b"k1") is first
+    assert plan(SCHEMA, obl, key=b"k2") is not first
+    assert plan(SCHEMA, Obl(), key=b"k1") is not first
+    record = {"name": "Li", "account_id": "a1", "tags": "x"}
+    assert apply_plan(first, record, today=TODAY) == transform_record(
+        record, SCHEMA, obl, key=b"k1", today=TODAY
+    )
+    assert apply_plan(plan(SCHEMA, obl, key=b"k2"), record, today=TODAY).fields[
+        "account_id"
+    ] == pseudonym(b"k2", "user.account.id", "a1")
+
+
+@given(
+    st.lists(
+        st.tuples(st.text(max_size=20), st.dictionaries(st.text(max_size=10), st.text())),
+        max_size=5,
+    )
+)
+def test_payload_digest_is_sha256_of_the_documented_json(
+    records: list[tuple[str, dict[str, str]]],
+) -> None:
+    """The digest is SHA-256 of ``json.dumps`` with sorted keys, compact separators and
+    UTF-8 text, byte for byte, whatever the values hold (quotes, escapes, non-ASCII)."""
+    doc = [{"subject": ref, "fields": f} for ref, f in records]
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert payload_digest(records) == hashlib.sha256(canonical.encode("utf-8")).digest()
