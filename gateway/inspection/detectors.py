@@ -81,7 +81,10 @@ def find_identifiers(value: str) -> frozenset[InfoType]:
                     found.add(InfoType.IP_ADDRESS)
             else:
                 _add_number_kinds(text, found)
-    return frozenset(found)
+    return frozenset(found) if found else _NOTHING
+
+
+_NOTHING: frozenset[InfoType] = frozenset()
 
 
 def _is_ip(text: str) -> bool:
