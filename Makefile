@@ -54,5 +54,7 @@ lint: dev
 	$(BIN)/ruff format --check gateway ledger tests bench
 	$(BIN)/mypy gateway ledger
 
+# Every issue-16 target with its rounds (~10 min); `make bench BENCH_ARGS=--quick` for a smoke
+# run (~3 min). The tail experiment (variants side by side): `python -m bench.tail`.
 bench: dev
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(BENCH_ARGS)

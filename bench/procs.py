@@ -143,12 +143,15 @@ def gateway_config(
     checkpoint_interval_s: float = 10.0,
     opa_timeout_s: float | None = None,
     log_level: str = "info",
+    workers: int = 1,
 ) -> Path:
-    """Write a gateway TOML settings file (dev PKI under ``data_dir/pki``)."""
+    """Write a gateway TOML settings file (dev PKI under ``data_dir/pki``); ``workers`` > 1
+    is ``serve --workers N`` (N processes on one port, PostgreSQL only)."""
     lines = [
         f'listen = "{HOST}:{port}"',
         f'data_dir = "{data_dir}"',
         f"worker_threads = {worker_threads}",
+        f"workers = {workers}",
         f'log_level = "{log_level}"',
         "grace_period_s = 2.0",
         "[policy]",
@@ -170,11 +173,23 @@ def gateway_config(
     return path
 
 
-def gateway_process(name: str, config: Path, port: int, log: Path) -> ServerProcess:
-    """The gateway started the way operators start it: ``share-gateway serve -c FILE``."""
+def gateway_process(
+    name: str, config: Path, port: int, log: Path, *, observe: Sequence[str] | None = None
+) -> ServerProcess:
+    """The gateway started the way operators start it: ``share-gateway serve -c FILE``.
+
+    With ``observe`` (``bench.observe`` options), the same CLI runs under that module, which
+    records GC pauses, event-loop lag and ledger batches, or applies one tuning to measure.
+    """
+    serve = ["serve", "--config", str(config)]
+    argv = (
+        [str(SHARE_GATEWAY), *serve]
+        if observe is None
+        else [sys.executable, "-m", "bench.observe", *observe, "--", *serve]
+    )
     return ServerProcess(
         name=name,
-        argv=[str(SHARE_GATEWAY), "serve", "--config", str(config)],
+        argv=argv,
         address=f"{HOST}:{port}",
         log=log,
     )
