@@ -128,6 +128,7 @@ class Gateway:
             witnesses=[WitnessConfig(url=w.url, vkey=w.vkey) for w in settings.ledger.witnesses],
             witness_quorum=settings.ledger.witness_quorum,
             witness_interval_s=settings.ledger.witness_interval_s,
+            witness_check=settings.ledger.witness_check_at_start,
         )
         ledger.observe_commits(metrics.observe_commit)
         keys = PseudonymKeys(directory=settings.keys_dir / "pseudonym")

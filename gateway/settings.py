@@ -145,6 +145,10 @@ class LedgerSettings(_Section):
     witness_quorum: int = Field(default=1, ge=1)
     # Pause between submission rounds.
     witness_interval_s: float = Field(default=1.0, gt=0)
+    # At start, submit the current checkpoint to every witness and refuse to start if one has
+    # cosigned a larger or another tree (a rolled-back or forked database). Turn off only to
+    # inspect such a database.
+    witness_check_at_start: bool = True
 
     @model_validator(mode="after")
     def _quorum_fits(self) -> LedgerSettings:

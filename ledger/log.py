@@ -106,6 +106,7 @@ class Ledger:
         witnesses: Sequence[WitnessConfig] = (),
         witness_quorum: int = 1,
         witness_interval_s: float = 1.0,
+        witness_check: bool = True,
     ) -> Ledger:
         """Open (and on first start create) a ledger.
 
@@ -123,6 +124,9 @@ class Ledger:
             witness_quorum: Cosignatures that make a checkpoint published (k of n).
             witness_interval_s: Pause between submission rounds (0: no background thread;
                 call ``witness_publisher.publish()``).
+            witness_check: Before returning, submit the current checkpoint to every witness
+                and refuse to open if one of them has cosigned a larger or another tree: the
+                database was rolled back or forked (an unreachable witness does not stop it).
 
         Returns:
             An open ledger; call ``close`` when done.
@@ -132,6 +136,7 @@ class Ledger:
             LedgerKeyError: a key file is unsafe or malformed, or the database was created
                 with other keys or another origin.
             InvalidArgumentError: bad URL, limits or witness settings.
+            WitnessRefusedError: ``witness_check`` found the log rolled back or forked.
         """
         if witnesses and not 1 <= witness_quorum <= len(witnesses):
             raise InvalidArgumentError(f"witness quorum must be in 1..{len(witnesses)}")
@@ -159,14 +164,16 @@ class Ledger:
         )
         if clients:
             try:
-                led._start_witnessing(clients, witness_quorum, witness_interval_s)
+                led._start_witnessing(
+                    clients, witness_quorum, witness_interval_s, check=witness_check
+                )
             except BaseException:
                 led.close()
                 raise
         return led
 
     def _start_witnessing(
-        self, clients: list[WitnessClient], quorum: int, interval_s: float
+        self, clients: list[WitnessClient], quorum: int, interval_s: float, *, check: bool
     ) -> None:
         known = read_txn(self._engine, proofs.cosigned_sizes)
         for c in clients:
@@ -174,6 +181,8 @@ class Ledger:
         self.witness_publisher = WitnessPublisher(
             ledger=self, witnesses=clients, quorum=quorum, interval_s=interval_s
         )
+        if check:
+            self.witness_publisher.check_not_rolled_back(self.checkpoint())
         if interval_s > 0:
             self.witness_publisher.start()
 

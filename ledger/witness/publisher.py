@@ -5,6 +5,11 @@ thread wakes every ``interval_s``, submits the latest checkpoint to every witnes
 and stores each cosignature it gets (``ledger_cosignature``). A checkpoint is *published*
 once ``quorum`` witnesses cosigned it. A witness that refuses (it has cosigned a larger or a
 conflicting tree: the log was rolled back or forked) is logged as an error every round.
+
+At open (``check_not_rolled_back``) one round runs first, synchronously: a refusal there stops
+the log from opening, so a gateway restarted on a database restored to an older state, or
+with entries removed and re-appended, does not serve. An unreachable witness does not stop it
+(availability), but is logged.
 """
 
 from __future__ import annotations
@@ -87,6 +92,23 @@ class WitnessPublisher:
                         last = cp.size
             except LedgerError as e:  # the next round retries
                 _log.warning("ledger.witness_round_failed", reason=e.reason, error=e.message)
+
+    def check_not_rolled_back(self, cp: SignedCheckpoint) -> Publication:
+        """Submit ``cp`` now; raise if any witness refuses it.
+
+        Raises:
+            WitnessRefusedError: a witness has cosigned a larger or a conflicting tree,
+                naming each refusing witness and what it said.
+            LedgerError: the ledger could not be read or the cosignatures stored.
+        """
+        pub = self.publish(cp)
+        if pub.refused:
+            said = "; ".join(f"{name}: {why}" for name, why in sorted(pub.refused.items()))
+            raise WitnessRefusedError(
+                f"refusing to open the log at size {cp.size}: its witnesses have seen another "
+                f"history (the database was rolled back or forked). {said}"
+            )
+        return pub
 
     def publish(self, cp: SignedCheckpoint | None = None) -> Publication:
         """Submit ``cp`` (default: the latest checkpoint) to every witness, concurrently.

@@ -210,7 +210,11 @@ def test_rollback_is_refused_by_the_witness_and_caught_by_verify(
     assert out["exit_code"] == 1 and out["first_bad_index"] == 10, out
     assert out["problems"][0]["kind"] == "truncated" and "witness" in out["problems"][0]["detail"]
 
-    forked = open_ledger(witnesses=[online, offline], witness_quorum=1, witness_interval_s=0)
+    with pytest.raises(WitnessRefusedError, match="rolled back"):  # refused at open
+        open_ledger(witnesses=[online, offline], witness_quorum=1, witness_interval_s=0)
+    forked = open_ledger(
+        witnesses=[online, offline], witness_quorum=1, witness_interval_s=0, witness_check=False
+    )
     forked.append([disclosure(100 + i) for i in range(15)])  # a different history, size 25
     assert forked.witness_publisher is not None
     pub = forked.witness_publisher.publish()
@@ -220,6 +224,68 @@ def test_rollback_is_refused_by_the_witness_and_caught_by_verify(
     [problem] = [p for p in out["problems"] if p["kind"] == "root_mismatch"]
     assert "[10, 20)" in problem["detail"], problem
     assert fetch_witnessed(witness_url[0], ORIGIN) is not None  # the witness kept size 20
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param(
+            (
+                "DELETE FROM ledger_entry WHERE idx >= 6",
+                "DELETE FROM ledger_node WHERE ((idx + 1) << level) > 6",
+                "DELETE FROM ledger_checkpoint WHERE size > 6",
+                "DELETE FROM ledger_cosignature WHERE size > 6",
+                "DELETE FROM ledger_subject_index WHERE idx >= 6",
+            ),
+            id="truncated-to-a-witnessed-size",
+        ),
+        pytest.param(
+            (
+                "DELETE FROM ledger_entry",
+                "DELETE FROM ledger_node",
+                "DELETE FROM ledger_checkpoint",
+                "DELETE FROM ledger_cosignature",
+                "DELETE FROM ledger_subject_index",
+            ),
+            id="wiped",
+        ),
+    ],
+)
+def test_a_rolled_back_or_forked_log_does_not_open_while_its_witness_remembers(
+    open_ledger: Callable[..., Ledger],
+    ledger: Ledger,
+    disclosure: Factory,
+    db_url: str,
+    witness_url: tuple[str, str],
+    tamper: tuple[str, ...],
+) -> None:
+    """An operator restores an older database (or empties it) and restarts: the log refuses
+    to open, naming the witness and its size; re-appending a different history past the old
+    size (a fork) is refused the same way. An unreachable second witness changes nothing."""
+    online = WitnessConfig(url=witness_url[0], vkey=witness_url[1])
+    offline = WitnessConfig(
+        url=f"http://127.0.0.1:{_free_port()}", vkey=Cosigner.generate("witness.test/offline").vkey
+    )
+    ledger.close()
+    led = open_ledger(witnesses=[online, offline], witness_interval_s=0)
+    led.append([disclosure(i) for i in range(6)])
+    assert led.witness_publisher is not None and led.witness_publisher.publish().published
+    led.append([disclosure(i) for i in range(6, 12)])
+    assert led.witness_publisher.publish().published  # the witness holds size 12
+    led.close()
+
+    _tamper(db_url, *tamper)
+    with pytest.raises(WitnessRefusedError) as refused:
+        open_ledger(witnesses=[online, offline], witness_interval_s=0)
+    assert "witness.test/online" in refused.value.message
+    assert "cosigned size 12" in refused.value.message
+
+    forked = open_ledger(witnesses=[online], witness_interval_s=0, witness_check=False)
+    forked.append([disclosure(100 + i) for i in range(20)])  # another history, past size 12
+    forked.close()
+    with pytest.raises(WitnessRefusedError, match=r"witness\.test/online"):
+        open_ledger(witnesses=[online], witness_interval_s=0)
+    assert open_ledger().size == forked.size  # without witnesses nothing can tell
 
 
 def test_verify_fails_on_a_forged_stored_cosignature(
