@@ -140,7 +140,6 @@ def gateway_config(
     worker_threads: int = 4,
     max_concurrent_rpcs: int | None = None,
     max_pending: int | None = None,
-    checkpoint_interval_s: float = 10.0,
     opa_timeout_s: float | None = None,
     log_level: str = "info",
     workers: int = 1,
@@ -161,7 +160,7 @@ def gateway_config(
         lines.append(f'opa_url = "{opa_url}"')
     if opa_timeout_s is not None:
         lines.append(f"opa_timeout_s = {opa_timeout_s}")
-    lines += ["[ledger]", f"checkpoint_interval_s = {checkpoint_interval_s}"]
+    lines.append("[ledger]")
     if ledger_url:
         lines.append(f'url = "{ledger_url}"')
     if max_pending is not None:

@@ -13,7 +13,6 @@ import functools
 import gc
 import os
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,7 +51,7 @@ from gateway.settings import Settings
 from gateway.sharing import Sharing
 from gateway.tracing import server_interceptor, tracer_provider_from_env
 from gateway.workers import supervise
-from ledger import Disclosure, Ledger, LedgerError
+from ledger import Disclosure, Ledger
 from ledger.witness.client import WitnessConfig
 from partner_gateway.v1 import (
     admin_pb2,
@@ -364,16 +363,6 @@ def with_dev_pki(settings: Settings) -> Settings:
     return settings.model_copy(update={"tls": tls})
 
 
-def _publish_checkpoints(ledger: Ledger, interval_s: float, stop: threading.Event) -> None:
-    """Sign a checkpoint every ``interval_s`` while the log grows (tessera's publisher)."""
-    while not stop.wait(interval_s):
-        try:
-            ledger.checkpoint()
-            metrics.observe_checkpoint()
-        except LedgerError as e:  # a later round retries; the ledger itself stays consistent
-            _log.warning("ledger.checkpoint_failed", reason=e.reason)
-
-
 def tune_gc() -> None:
     """Collector settings for a long-running server, after start-up (measured in
     docs/benchmarks.md: a 10,000-record share spent a third of its time in collections of
@@ -416,14 +405,6 @@ async def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
             interval_s=settings.policy.watch_interval_s,
         )
         watcher.start()
-    stop = threading.Event()
-    if settings.ledger.checkpoint_interval_s > 0:
-        threading.Thread(
-            target=_publish_checkpoints,
-            args=(gateway.ledger, settings.ledger.checkpoint_interval_s, stop),
-            name="checkpointer",
-            daemon=True,
-        ).start()
     await bound.start(gateway)
     host = settings.listen.rpartition(":")[0]
     _log.info(
@@ -439,11 +420,9 @@ async def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _on_signal, signum, stopping)
     await stopping.wait()
-    stop.set()
     await bound.stop(settings.grace_period_s)
     if watcher is not None:
         watcher.stop()
-    gateway.ledger.checkpoint()
     gateway.close()
     if tracer_provider is not None:
         tracer_provider.shutdown()  # exports the spans still queued

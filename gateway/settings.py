@@ -137,8 +137,6 @@ class LedgerSettings(_Section):
     max_batch: int = Field(default=1_000, gt=0)
     # Appends waiting beyond this many are refused (pushback), never dropped.
     max_pending: int = Field(default=50_000, gt=0)
-    # Sign a new checkpoint this often when the log grew (0 disables; one is signed at stop).
-    checkpoint_interval_s: float = Field(default=10.0, ge=0)
     # Witnesses the latest checkpoint is submitted to, in the background (docs/ledger.md).
     witnesses: list[WitnessSettings] = []
     # k of n: a checkpoint counts as published once this many witnesses cosigned it.

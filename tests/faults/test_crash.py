@@ -107,7 +107,7 @@ def test_kill_9_three_times_loses_no_acknowledged_share(
     gateway_proc: Callable[..., GatewayProc],
 ) -> None:
     """After 3 SIGKILLs under load every acknowledged share is in the ledger and it verifies."""
-    _check_after_crashes(gateway_proc(checkpoint_interval_s=0.5), kills=3, seed=6)
+    _check_after_crashes(gateway_proc(), kills=3, seed=6)
 
 
 @pytest.mark.slow
@@ -115,4 +115,4 @@ def test_kill_9_twenty_times_loses_no_acknowledged_share(
     gateway_proc: Callable[..., GatewayProc],
 ) -> None:
     """After 20 SIGKILLs at random moments nothing acknowledged is lost and the ledger verifies."""
-    _check_after_crashes(gateway_proc(checkpoint_interval_s=0.5), kills=20, seed=20)
+    _check_after_crashes(gateway_proc(), kills=20, seed=20)

@@ -70,7 +70,7 @@ def _kick(db: str) -> str:
 
 @pytest.fixture
 def pg_gateway(tmp_path: Path, postgres_url: str) -> Iterator[tuple[RunningGateway, str]]:
-    with running_gateway(tmp_path, ledger={"url": postgres_url, "checkpoint_interval_s": 0}) as gw:
+    with running_gateway(tmp_path, ledger={"url": postgres_url}) as gw:
         yield gw, postgres_url
 
 
@@ -164,7 +164,7 @@ def test_overload_pushes_back_and_never_drops_an_audit_record(tmp_path: Path) ->
         tmp_path,
         worker_threads=4,
         limits={"max_concurrent_rpcs": 6},
-        ledger={"max_pending": 2, "checkpoint_interval_s": 0},
+        ledger={"max_pending": 2},
     ) as gw:
         seen: list[ReceiptSeen] = []
         codes: dict[str, int] = {}

@@ -159,7 +159,7 @@ def messages(draw: st.DrawFn, desc: Descriptor, depth: int = 0) -> Any:
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    with running_gateway(tmp_path_factory.mktemp("fuzz"), ledger={"checkpoint_interval_s": 0}) as g:
+    with running_gateway(tmp_path_factory.mktemp("fuzz")) as g:
         yield g
 
 

@@ -41,7 +41,7 @@ PROMPT_S = 2.0
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     data = tmp_path_factory.mktemp("streams")
-    with running_gateway(data, ledger={"checkpoint_interval_s": 0}) as running:
+    with running_gateway(data) as running:
         share = share_pb2_grpc.ShareServiceStub(running.channel("service", "checkout"))
         for _ in range(5):  # adco's outbox: five staged shares to pull
             share.Share(ad_request("adco", "u1001", outbox=True), timeout=10)
