@@ -282,7 +282,6 @@ class Sharing:
                     found.setdefault(record.subject_id, set()).update(
                         (name, category, str(kind)) for kind in kinds
                     )
-        order_ids, outside_orders = _order_ids(order)
         legal = (
             self._registry.legal.facts(
                 order.legal_request_id, principal=principal.id, subject_ids=refs
@@ -290,71 +289,19 @@ class Sharing:
             if order.legal_request_id
             else None
         )
-        caller: dict[str, Any] = {
-            "principal": principal.id,
-            "role": str(principal.role),
-            "partner_id": principal.partner_id or "",
-        }
-        subjects = [
-            _subject_input(
-                ref,
-                facts.get(sid),
-                order_ids.get(sid, {}),
-                all_in_orders=sid not in outside_orders,
-                today=today,
-            )
-            for sid, ref in refs.items()
-        ]
-        if order.legal_request_id:
-            # R10: the grant and the scope as booleans; no subject id reaches the policy.
-            caller["legal_grant"] = legal is not None and legal.caller_granted
-        for sid, subject in zip(refs, subjects, strict=True):
-            if order.legal_request_id:
-                subject["in_legal_scope"] = legal is not None and sid in legal.in_scope
-            if sid in found:
-                subject["identifiers"] = [
-                    {"field": f, "category": c, "kind": k} for f, c, k in sorted(found[sid])
-                ]
-        policy_input = {
-            "contract": CONTRACT_VERSION,
-            "today": today.isoformat(),
-            "caller": caller,
-            "request": {
-                "mode": "pull" if mode == "pull" else "share",
-                "action": order.action,
-                "purpose": order.purpose,
-                "legal_basis": {
-                    "kind": order.legal_basis,
-                    "reference": order.legal_reference,
-                    "exemption_code": order.exemption_code,
-                },
-                **_legal_request_input(order.legal_request_id, legal),
-                "record_type": order.record_type,
-                "destination_region": order.destination_region
-                or (recipient.region if recipient else ""),
-                "categories": sorted(categories),
-                "quasi_identifiers": _quasi_identifiers(order, schema, refs),
-            },
-            "recipient": None
-            if recipient is None
-            else {
-                "id": recipient.id,
-                "kind": str(recipient.kind),
-                "active": recipient.active,
-                "region": recipient.region,
-                "agreement": {
-                    "id": recipient.agreement_id,
-                    "version": recipient.agreement_version,
-                    "purposes": list(recipient.agreement_purposes),
-                    "categories": list(recipient.agreement_categories),
-                    "expires": recipient.agreement_expires,
-                    "binds_policy": recipient.agreement_binds_policy,
-                },
-                "security_review_expires": recipient.security_review_expires,
-                "dpa_expires": recipient.dpa_expires,
-            },
-            "subjects": subjects,
-        }
+        policy_input = build_policy_input(
+            order,
+            principal,
+            mode=mode,
+            today=today,
+            schema=schema,
+            categories=categories,
+            recipient=recipient,
+            refs=refs,
+            facts=facts,
+            identifiers=found,
+            legal=legal,
+        )
         return _Prepared(
             order=order,
             schema=schema,
@@ -408,6 +355,102 @@ class Sharing:
             else b"",
             key_id=key_id,
         )
+
+
+def build_policy_input(
+    order: ShareOrder,
+    principal: Principal,
+    *,
+    mode: Mode,
+    today: date,
+    schema: Mapping[str, str],
+    categories: Iterable[str],
+    recipient: Recipient | None,
+    refs: Mapping[str, str],
+    facts: Mapping[str, SubjectFacts],
+    identifiers: Mapping[str, Iterable[tuple[str, str, str]]],
+    legal: LegalRequestFacts | None,
+) -> dict[str, Any]:
+    """The decision-contract input for one order (``policies_rego/CONTRACT.md``, v2).
+
+    Pure: everything comes from the arguments (the differential test builds its inputs here).
+
+    Args:
+        refs: Subject id -> batch-local ref, in batch order.
+        facts: Subject id -> registry facts (a subject missing here has no facts).
+        categories: The categories of every field of every record.
+        identifiers: Subject id -> identifiers found in its records as (field, category,
+            kind) (R19; never the value).
+        legal: The registered legal request named by the order, if it names one and the
+            registry holds it (``None`` otherwise).
+    """
+    order_ids, outside_orders = _order_ids(order)
+    caller: dict[str, Any] = {
+        "principal": principal.id,
+        "role": str(principal.role),
+        "partner_id": principal.partner_id or "",
+    }
+    subjects = [
+        _subject_input(
+            ref,
+            facts.get(sid),
+            order_ids.get(sid, {}),
+            all_in_orders=sid not in outside_orders,
+            today=today,
+        )
+        for sid, ref in refs.items()
+    ]
+    if order.legal_request_id:
+        # R10: the grant and the scope as booleans; no subject id reaches the policy.
+        caller["legal_grant"] = legal is not None and legal.caller_granted
+    for sid, subject in zip(refs, subjects, strict=True):
+        if order.legal_request_id:
+            subject["in_legal_scope"] = legal is not None and sid in legal.in_scope
+        found = identifiers.get(sid)
+        if found:
+            subject["identifiers"] = [
+                {"field": f, "category": c, "kind": k} for f, c, k in sorted(found)
+            ]
+    return {
+        "contract": CONTRACT_VERSION,
+        "today": today.isoformat(),
+        "caller": caller,
+        "request": {
+            "mode": "pull" if mode == "pull" else "share",
+            "action": order.action,
+            "purpose": order.purpose,
+            "legal_basis": {
+                "kind": order.legal_basis,
+                "reference": order.legal_reference,
+                "exemption_code": order.exemption_code,
+            },
+            **_legal_request_input(order.legal_request_id, legal),
+            "record_type": order.record_type,
+            "destination_region": order.destination_region
+            or (recipient.region if recipient else ""),
+            "categories": sorted(categories),
+            "quasi_identifiers": _quasi_identifiers(order, schema, refs),
+        },
+        "recipient": None
+        if recipient is None
+        else {
+            "id": recipient.id,
+            "kind": str(recipient.kind),
+            "active": recipient.active,
+            "region": recipient.region,
+            "agreement": {
+                "id": recipient.agreement_id,
+                "version": recipient.agreement_version,
+                "purposes": list(recipient.agreement_purposes),
+                "categories": list(recipient.agreement_categories),
+                "expires": recipient.agreement_expires,
+                "binds_policy": recipient.agreement_binds_policy,
+            },
+            "security_review_expires": recipient.security_review_expires,
+            "dpa_expires": recipient.dpa_expires,
+        },
+        "subjects": subjects,
+    }
 
 
 def _excluded_by_subject(

@@ -136,7 +136,7 @@ _subjects_ok if {
 
 # Required keys of each input object and their types (CONTRACT.md). Optional keys are
 # checked only when present. Types: "string", "boolean", "object", "array",
-# "number or null", "array of strings", "object of strings".
+# "number or null", "object or null", "array of strings", "object of strings".
 _input_keys := {"contract": "string", "today": "string", "caller": "object", "request": "object", "subjects": "array"}
 
 _caller_keys := {"principal": "string", "role": "string"}
@@ -221,128 +221,68 @@ _withdrawal_keys := {"recipient": "string", "purpose": "string", "categories": "
 
 _quasi_identifier_keys := {"ref": "string", "values": "object of strings"}
 
-_is_type(x, "string") if is_string(x)
-
-_is_type(x, "boolean") if is_boolean(x)
-
-_is_type(x, "object") if is_object(x)
-
-_is_type(x, "array") if is_array(x)
-
-_is_type(x, "number or null") if is_number(x)
-
-_is_type(x, "number or null") if x == null
-
-_is_type(x, "object or null") if is_object(x)
-
-_is_type(x, "object or null") if x == null
-
-_is_type(x, "array of strings") if {
-	is_array(x)
-	every e in x {
-		is_string(e)
-	}
+# The contract type names a value satisfies, from its shape (one built-in call, not one
+# function clause per type: this runs for every key of every subject of a malformed input).
+_accepts := {
+	"string": {"string"},
+	"boolean": {"boolean"},
+	"object": {"object", "object of strings"},
+	"array": {"array", "array of strings"},
+	"number or null": {"number", "null"},
+	"object or null": {"object", "object of strings", "null"},
+	"array of strings": {"array of strings"},
+	"object of strings": {"object of strings"},
 }
 
-_is_type(x, "object of strings") if {
-	is_object(x)
+_shape(x) := concat("", [type_name(x), " of strings"]) if {
+	type_name(x) in {"array", "object"}
 	every v in x {
 		is_string(v)
 	}
-}
+} else := type_name(x)
+
+_is_type(x, type) if _shape(x) in _accepts[type]
 
 # obj and key are always defined here; an absent obj[key] makes this false, so
 # "not _key_ok(...)" is true for a missing key on every engine (no opa#1877 rewrite).
 _key_ok(obj, key, type) if _is_type(obj[key], type)
 
-# The objects the gate looks into: [path, object, required keys, optional keys].
-_gate_objects contains ["input", input, _input_keys, {}] if is_object(input)
+_has_key(obj, key) if _ = obj[key]
 
-_gate_objects contains ["input.caller", input.caller, _caller_keys, _caller_optional_keys] if is_object(input.caller)
+# Arrays the gate looks into: iterating a non-array (an object's keys, null) would give
+# non-numeric indexes or fail, differently per engine.
+_array(x) := x if is_array(x)
 
-_gate_objects contains ["input.request", input.request, _request_keys, _request_optional_keys] if is_object(input.request)
+_array(x) := [] if not is_array(x)
 
-_gate_objects contains ["input.request.legal_basis", x, _legal_basis_keys, {}] if {
-	x := input.request.legal_basis
-	is_object(x)
-}
-
-_gate_objects contains ["input.request.legal_request", x, _legal_request_keys, {}] if {
-	x := input.request.legal_request
-	is_object(x)
-}
-
-_gate_objects contains ["input.recipient", input.recipient, _recipient_keys, {}] if is_object(input.recipient)
-
-_gate_objects contains ["input.recipient.agreement", x, _agreement_keys, {}] if {
-	x := input.recipient.agreement
-	is_object(x)
-}
-
-_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "]"]), s, _subject_keys, {}] if {
-	some i, s in input.subjects
-	is_object(s)
-}
-
-_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].orders[", format_int(j, 10), "]"]), o, _order_keys, {}] if {
-	some i, s in input.subjects
-	some j, o in s.orders
-	is_object(o)
-}
-
-_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].consents[", format_int(j, 10), "]"]), c, _consent_keys, {}] if {
-	some i, s in input.subjects
-	some j, c in s.consents
-	is_object(c)
-}
-
-_gate_objects contains [concat("", ["input.subjects[", format_int(i, 10), "].withdrawals[", format_int(j, 10), "]"]), w, _withdrawal_keys, {}] if {
-	some i, s in input.subjects
-	some j, w in s.withdrawals
-	is_object(w)
-}
-
-_gate_objects contains [concat("", ["input.request.quasi_identifiers[", format_int(i, 10), "]"]), q, _quasi_identifier_keys, {}] if {
-	some i, q in input.request.quasi_identifiers
-	is_object(q)
-}
-
-# Elements of arrays of objects that are not objects.
-_gate_elements contains ["input.subjects", i, x] if some i, x in input.subjects
-
-_gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].orders"]), j, o] if {
-	some i, s in input.subjects
-	some j, o in s.orders
-}
-
-_gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].consents"]), j, c] if {
-	some i, s in input.subjects
-	some j, c in s.consents
-}
-
-_gate_elements contains [concat("", ["input.subjects[", format_int(i, 10), "].withdrawals"]), j, w] if {
-	some i, s in input.subjects
-	some j, w in s.withdrawals
-}
-
-_gate_elements contains ["input.request.quasi_identifiers", i, q] if some i, q in input.request.quasi_identifiers
-
-# Every missing or mistyped key, as text (explains a failed gate; never on the allowing path).
-_malformed contains "input is not an object" if not is_object(input)
-
-_malformed contains concat("", [path, ".", key, " is missing or not ", type]) if {
-	some [path, obj, keys, _] in _gate_objects
+# The problems of one object: each required key missing or mistyped, each optional key
+# present and mistyped. Objects are passed, never collected into sets (hashing them is slow).
+_problems(path, obj, keys, optional) := {m |
 	some key
 	type := keys[key]
 	not _key_ok(obj, key, type)
-}
-
-_malformed contains concat("", [path, ".", key, " is not ", type]) if {
-	some [path, obj, _, optional] in _gate_objects
+	m := concat("", [path, ".", key, " is missing or not ", type])
+} | {m |
 	some key
 	type := optional[key]
 	_has_key(obj, key)
 	not _key_ok(obj, key, type)
+	m := concat("", [path, ".", key, " is not ", type])
+}
+
+_at(path, i) := concat("", [path, "[", format_int(i, 10), "]"])
+
+# The problems of one element of an array of objects.
+_element_problems(path, j, x, _) := {concat("", [_at(path, j), " is not object"])} if not is_object(x)
+
+_element_problems(path, j, x, keys) := _problems(_at(path, j), x, keys, {}) if is_object(x)
+
+# Every missing or mistyped key, as text (explains a failed gate; never on the allowing path).
+_malformed contains "input is not an object" if not is_object(input)
+
+_malformed contains m if {
+	is_object(input)
+	some m in _problems("input", input, _input_keys, {})
 }
 
 _malformed contains "input.recipient is missing or not an object or null" if {
@@ -354,13 +294,58 @@ _recipient_object_or_null if input.recipient == null
 
 _recipient_object_or_null if is_object(input.recipient)
 
-_malformed contains concat("", [path, "[", format_int(i, 10), "] is not ", type]) if {
-	some [path, i, x] in _gate_elements
-	type := _element_type(path)
-	not _is_type(x, type)
+_malformed contains m if {
+	is_object(input.caller)
+	some m in _problems("input.caller", input.caller, _caller_keys, _caller_optional_keys)
 }
 
-_element_type(_) := "object"
+_malformed contains m if {
+	is_object(input.request)
+	some m in _problems("input.request", input.request, _request_keys, _request_optional_keys)
+}
+
+_malformed contains m if {
+	is_object(input.request.legal_basis)
+	some m in _problems("input.request.legal_basis", input.request.legal_basis, _legal_basis_keys, {})
+}
+
+_malformed contains m if {
+	is_object(input.request.legal_request)
+	some m in _problems("input.request.legal_request", input.request.legal_request, _legal_request_keys, {})
+}
+
+_malformed contains m if {
+	is_object(input.request)
+	some i, q in _array(object.get(input.request, "quasi_identifiers", []))
+	some m in _element_problems("input.request.quasi_identifiers", i, q, _quasi_identifier_keys)
+}
+
+_malformed contains m if {
+	is_object(input.recipient)
+	some m in _problems("input.recipient", input.recipient, _recipient_keys, {})
+}
+
+_malformed contains m if {
+	is_object(input.recipient.agreement)
+	some m in _problems("input.recipient.agreement", input.recipient.agreement, _agreement_keys, {})
+}
+
+_malformed contains m if {
+	some i, s in _subjects
+	some m in _element_problems("input.subjects", i, s, _subject_keys)
+}
+
+# Each subject's arrays of objects: [key, keys of each element].
+_subject_arrays := [["orders", _order_keys], ["consents", _consent_keys], ["withdrawals", _withdrawal_keys]]
+
+_malformed contains m if {
+	some i, s in _subjects
+	is_object(s)
+	some [name, keys] in _subject_arrays
+	path := concat("", [_at("input.subjects", i), ".", name])
+	some j, x in _array(object.get(s, name, []))
+	some m in _element_problems(path, j, x, keys)
+}
 
 # METADATA
 # description: |
@@ -371,29 +356,35 @@ input_well_formed if {
 	is_string(input.today)
 	is_string(input.caller.principal)
 	is_string(input.caller.role)
-	_optional_ok(input.caller, "partner_id", "string")
-	_optional_ok(input.caller, "legal_grant", "boolean")
+	is_string(object.get(input.caller, "partner_id", ""))
+	is_boolean(object.get(input.caller, "legal_grant", false))
 	is_string(input.request.mode)
 	is_string(input.request.action)
 	is_string(input.request.purpose)
 	is_string(input.request.legal_basis.kind)
 	is_string(input.request.legal_basis.reference)
 	is_string(input.request.legal_basis.exemption_code)
-	_optional_ok(input.request, "record_type", "string")
+	is_string(object.get(input.request, "record_type", ""))
 	_legal_request_well_formed
 	is_string(input.request.destination_region)
-	_is_type(input.request.categories, "array of strings")
+	is_array(input.request.categories)
+	every c in input.request.categories {
+		is_string(c)
+	}
 	is_array(input.request.quasi_identifiers)
 	every q in input.request.quasi_identifiers {
 		is_string(q.ref)
-		_is_type(q.values, "object of strings")
+		is_object(q.values)
+		every v in q.values {
+			is_string(v)
+		}
 	}
 	_recipient_well_formed
 	is_array(input.subjects)
 	every s in input.subjects {
 		is_string(s.ref)
 		is_boolean(s.registered)
-		_is_type(s.age, "number or null")
+		type_name(s.age) in {"number", "null"}
 		is_boolean(s.ad_opt_out)
 		is_boolean(s.consent_withdrawn)
 		is_boolean(s.account_deleted)
@@ -402,7 +393,10 @@ input_well_formed if {
 		every o in s.orders {
 			is_string(o.id)
 			is_string(o.merchant)
-			_is_type(o.fulfilment, "array of strings")
+			is_array(o.fulfilment)
+			every f in o.fulfilment {
+				is_string(f)
+			}
 			is_boolean(o.cross_border)
 		}
 		is_array(s.consents)
@@ -411,7 +405,10 @@ input_well_formed if {
 			is_string(c.recipient)
 			is_string(c.purpose)
 			is_string(c.scope)
-			_is_type(c.categories, "array of strings")
+			is_array(c.categories)
+			every x in c.categories {
+				is_string(x)
+			}
 			is_boolean(c.all_categories)
 			is_string(c.given_by)
 		}
@@ -419,26 +416,20 @@ input_well_formed if {
 		every w in s.withdrawals {
 			is_string(w.recipient)
 			is_string(w.purpose)
-			_is_type(w.categories, "array of strings")
+			is_array(w.categories)
+			every x in w.categories {
+				is_string(x)
+			}
 			is_boolean(w.all_categories)
 		}
 	}
 }
 
-_optional_ok(obj, key, _) if not _has_key(obj, key)
-
-_optional_ok(obj, key, type) if _key_ok(obj, key, type)
-
-_has_key(obj, key) if {
-	some k, _ in obj
-	k == key
-}
-
-_legal_request_well_formed if not _has_key(input.request, "legal_request")
-
-_legal_request_well_formed if input.request.legal_request == null
+# Absent, null, or an object with every key typed ("object or null", CONTRACT.md).
+_legal_request_well_formed if object.get(input.request, "legal_request", null) == null
 
 _legal_request_well_formed if {
+	is_object(input.request.legal_request)
 	every key, type in _legal_request_keys {
 		_key_ok(input.request.legal_request, key, type)
 	}
@@ -455,8 +446,14 @@ _recipient_well_formed if {
 	is_string(input.recipient.dpa_expires)
 	is_string(input.recipient.agreement.id)
 	is_string(input.recipient.agreement.version)
-	_is_type(input.recipient.agreement.purposes, "array of strings")
-	_is_type(input.recipient.agreement.categories, "array of strings")
+	is_array(input.recipient.agreement.purposes)
+	every p in input.recipient.agreement.purposes {
+		is_string(p)
+	}
+	is_array(input.recipient.agreement.categories)
+	every c in input.recipient.agreement.categories {
+		is_string(c)
+	}
 	is_string(input.recipient.agreement.expires)
 	is_boolean(input.recipient.agreement.binds_policy)
 }
@@ -492,26 +489,20 @@ _deny_input contains r if {
 # METADATA
 # description: Every input value the decision depends on is present, typed and known (R1).
 input_ok if {
-	input_well_formed
-	# Direct input references on this (allowing) path: an undefined value makes the
-	# check false, never true, and avoids one rule evaluation per accessor.
+	input_well_formed # so every reference below is defined and typed
 	input.contract == "v2"
 	_today_ok
 	input.request.mode in data.params.modes
 	input.request.action in data.params.actions
 	data.params.legal_bases[input.request.legal_basis.kind]
 	input.caller.role in data.params.roles
-	is_string(input.request.purpose)
 	input.request.purpose != ""
-	is_array(input.request.categories)
 	count(input.request.categories) > 0
 	every c in input.request.categories {
 		c in data.params.categories
 	}
-	is_array(input.subjects)
 	count(input.subjects) > 0
 	every s in input.subjects {
-		is_string(s.ref)
 		s.ref != ""
 	}
 	count({s.ref | some s in input.subjects}) == count(input.subjects)

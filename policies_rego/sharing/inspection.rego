@@ -25,6 +25,7 @@ _carriable(category) := kinds if {
 # (fail closed), and no undefined reference sits in a negation (opa#1877).
 _misplaced(s) := {concat("", [field, " (", category, "): ", kind]) |
 	some f in s.identifiers
+	is_object(f) # a non-object finding is reported below; object.get on it is an error
 	field := _text(object.get(f, "field", ""))
 	category := _text(object.get(f, "category", ""))
 	kind := _text(object.get(f, "kind", ""))

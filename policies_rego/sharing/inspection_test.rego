@@ -53,6 +53,14 @@ test_r19_malformed_findings_leave_the_subject_out if {
 	count(excluded_codes(d, "1")) == 0
 }
 
+# Found by the differential test: object.get over a non-object finding failed the decision.
+test_r19_non_object_finding_leaves_the_subject_out if {
+	odd := object.union(adult, {"identifiers": [true]})
+	d := data.sharing.decision with input as vendor_input with input.subjects as [odd, object.union(adult, {"ref": "1"})]
+	"R19.identifier_in_field" in excluded_codes(d, "0")
+	count(excluded_codes(d, "1")) == 0
+}
+
 test_r19_finding_without_kind_is_misplaced if {
 	odd := object.union(adult, {"identifiers": [{"field": "phone", "category": "user.contact.phone"}]})
 	d := data.sharing.decision with input as vendor_input with input.subjects as [odd, object.union(adult, {"ref": "1"})]
