@@ -90,6 +90,9 @@ class PolicySettings(_Section):
     # Set => decisions come from this OPA server's Data API instead of the embedded engine.
     opa_url: str | None = None
     opa_timeout_s: float = Field(default=1.0, gt=0)
+    # The OPA server runs the archive of `policy build` (opa run --bundle / bundle service):
+    # check its revision before serving and on every decision instead of pushing modules.
+    opa_bundle: bool = False
     # Reload policies when their files change (polling interval, seconds; 0 disables).
     watch_interval_s: float = Field(default=2.0, ge=0)
 

@@ -212,6 +212,7 @@ class Sharing:
                 )
             ),
             policy_revision=decision.revision,
+            decision_id=decision.decision_id,
             record_type=order.record_type,
             categories_disclosed=outcome.categories_disclosed,
             categories_removed=outcome.categories_removed,

@@ -15,7 +15,8 @@ subjects' consents in scope (``consent_ids``, sorted, no repeats), the ``destina
 and the cross-border exceptions of §七 used (``cross_border_exceptions``: ``law``,
 ``consent``, ``transaction``; empty when the data stayed in China), R12. Version 1 entries
 have none of these keys and decode with them empty. In both versions ``legal_request_id``
-(R10) is an optional key, encoded only when non-empty.
+(R10) is an optional key, encoded only when non-empty; ``decision_id`` (the OPA server's id
+of the decision, issue 15) is one in version 2 only, so version-1 entries keep their bytes.
 
 The entry carries its own log ``index``, so a stored entry moved to another position (a swap)
 is detected by reading it alone. No subject id is ever encoded: only pseudonyms.
@@ -66,6 +67,7 @@ class Disclosure:
     legal_request_id: str = ""
     reason_codes: tuple[str, ...] = ()
     policy_revision: str = ""
+    decision_id: str = ""
     record_type: str = ""
     categories_disclosed: tuple[str, ...] = ()
     categories_removed: tuple[str, ...] = ()
@@ -102,6 +104,7 @@ class Entry:
     legal_request_id: str = ""
     reason_codes: tuple[str, ...] = ()
     policy_revision: str = ""
+    decision_id: str = ""
     record_type: str = ""
     categories_disclosed: tuple[str, ...] = ()
     categories_removed: tuple[str, ...] = ()
@@ -145,6 +148,10 @@ _TUPLE_FIELDS = ("reason_codes", "categories_disclosed", "categories_removed")
 #: Added in version 2 (§三, §八, R12).
 _V2_STR_FIELDS = ("agreement_id", "agreement_version", "destination_region")
 _V2_TUPLE_FIELDS = ("consent_ids", "cross_border_exceptions")
+#: Optional in version 2 only (issue 15): OPA's decision id, so OPA's decision log and the
+#: ledger join. Encoded only when non-empty; a version-1 entry never has it.
+_V2_OPTIONAL_STR_FIELDS = ("decision_id",)
+_ALL_STR_FIELDS = (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS, *_V2_STR_FIELDS, *_V2_OPTIONAL_STR_FIELDS)
 _LIST_FIELDS = (*_TUPLE_FIELDS, *_V2_TUPLE_FIELDS, "subject_ids", "excluded_subject_ids")
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -193,9 +200,7 @@ def validate_disclosure(d: Disclosure) -> None:
         raise InvalidArgumentError(f"disclosure.mode must be one of {sorted(MODES - {''})}")
     # One pass over all text (checked per field only when the pass fails): this runs in
     # every caller's thread, so it is kept cheap.
-    texts: list[object] = [
-        getattr(d, name) for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS, *_V2_STR_FIELDS)
-    ]
+    texts: list[object] = [getattr(d, name) for name in _ALL_STR_FIELDS]
     for name in _LIST_FIELDS:
         values = getattr(d, name)
         if type(values) is not tuple:
@@ -204,13 +209,13 @@ def validate_disclosure(d: Disclosure) -> None:
     try:
         _check_text("text", texts)
     except InvalidArgumentError:
-        for name in (*_STR_FIELDS, *_OPTIONAL_STR_FIELDS, *_V2_STR_FIELDS):
+        for name in _ALL_STR_FIELDS:
             _check_text(name, [getattr(d, name)])
         for name in _LIST_FIELDS:
             _check_text(name, list(getattr(d, name)))
         raise
     if max(map(len, texts), default=0) > MAX_TEXT_CHARS:  # type: ignore[arg-type]
-        for name in (*_STR_FIELDS, *_LIST_FIELDS):
+        for name in (*_ALL_STR_FIELDS, *_LIST_FIELDS):
             value = getattr(d, name)
             if any(len(v) > MAX_TEXT_CHARS for v in (value if type(value) is tuple else [value])):
                 raise InvalidArgumentError(
@@ -258,6 +263,7 @@ def entry_from_disclosure(
         legal_request_id=d.legal_request_id,
         reason_codes=d.reason_codes,
         policy_revision=d.policy_revision,
+        decision_id=d.decision_id,
         record_type=d.record_type,
         categories_disclosed=d.categories_disclosed,
         categories_removed=d.categories_removed,
@@ -297,6 +303,7 @@ def _to_json_obj(e: Entry) -> dict[str, Any]:
     if e.version >= 2:
         obj.update((name, getattr(e, name)) for name in _V2_STR_FIELDS)
         obj.update((name, list(getattr(e, name))) for name in _V2_TUPLE_FIELDS)
+        obj.update((name, v) for name in _V2_OPTIONAL_STR_FIELDS if (v := getattr(e, name)))
     return obj
 
 
@@ -337,10 +344,11 @@ def decode_entry(data: bytes) -> Entry:
         version = obj.get("v") if isinstance(obj, dict) else None
         if type(version) is not int or version not in _KEYS_BY_VERSION:
             raise ValueError("unknown entry version")
-        if set(obj) - set(_OPTIONAL_STR_FIELDS) != _KEYS_BY_VERSION[version]:
+        optional = {*_OPTIONAL_STR_FIELDS, *(_V2_OPTIONAL_STR_FIELDS if version >= 2 else ())}
+        if set(obj) - optional != _KEYS_BY_VERSION[version]:
             raise ValueError("unexpected or missing entry fields")
         kwargs: dict[str, Any] = {name: obj[name] for name in _STR_FIELDS}
-        kwargs.update((name, obj[name]) for name in _OPTIONAL_STR_FIELDS if name in obj)
+        kwargs.update((name, obj[name]) for name in optional if name in obj)
         for name in (*_TUPLE_FIELDS, "subjects", "excluded_subjects"):
             kwargs[name] = tuple(obj[name])
         if version >= 2:
@@ -389,6 +397,8 @@ def entry_template(d: Disclosure, *, subject_key_id: str) -> tuple[str, str, str
     if d.legal_request_id:
         # The optional key sorts right after legal_reference (asserted below _SEGMENTS).
         vals["legal_reference"] += ',"legal_request_id":' + _enc_str(d.legal_request_id)
+    if d.decision_id:  # likewise right after decision (version 2 only; this writes v2)
+        vals["decision"] += ',"decision_id":' + _enc_str(d.decision_id)
     for name in (*_TUPLE_FIELDS, *_V2_TUPLE_FIELDS):
         vals[name] = _enc_list(getattr(d, name))
     vals["v"] = str(ENTRY_VERSION)
@@ -418,8 +428,9 @@ def _segments() -> tuple[str, ...]:
 
 
 _SEGMENTS = _segments()
-_ALL_KEYS = sorted((*_KEYS, *_OPTIONAL_STR_FIELDS))
+_ALL_KEYS = sorted((*_KEYS, *_OPTIONAL_STR_FIELDS, *_V2_OPTIONAL_STR_FIELDS))
 assert _ALL_KEYS[_ALL_KEYS.index("legal_reference") + 1] == "legal_request_id"
+assert _ALL_KEYS[_ALL_KEYS.index("decision") + 1] == "decision_id"
 
 
 def fill_template(

@@ -1,4 +1,5 @@
-"""``share-gateway policy``: run the Rego tests, show the revision, evaluate an input."""
+"""``share-gateway policy``: run the Rego tests, show the revision, evaluate an input, build
+an OPA bundle."""
 
 from __future__ import annotations
 
@@ -127,3 +128,46 @@ def eval_cmd(
     typer.echo(json.dumps(contract_output(decision), indent=2, ensure_ascii=False))
     if not decision.allow:
         raise typer.Exit(1)
+
+
+@app.command("build")
+def build_cmd(
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Archive to write (bundle.tar.gz).")
+    ] = Path("bundle.tar.gz"),
+    signing_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key", help="PEM private key (RS256, ES256) or HMAC secret file (HS256)."
+        ),
+    ] = None,
+    signing_alg: Annotated[
+        str, typer.Option("--signing-alg", help="RS256, ES256 or HS256.")
+    ] = "RS256",
+    key_id: Annotated[
+        str | None, typer.Option("--key-id", help="keyid claim of the signature.")
+    ] = None,
+    dir: _DirOption = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Write the policy directory as an OPA bundle (.manifest with revision and roots).
+
+    Signed with --signing-key (.signatures.json, OPA's bundle signing format). An OPA server
+    runs it with `opa run --server --bundle bundle.tar.gz`; prints the revision.
+    """
+    from gateway.policy.bundle import load_bundle
+    from gateway.policy.opa_bundle import write_archive
+
+    try:
+        key = signing_key.read_bytes() if signing_key is not None else None
+    except OSError as e:
+        typer.echo(f"error: cannot read {signing_key}: {e}", err=True)
+        raise typer.Exit(2) from e
+    try:
+        bundle = load_bundle(_dir(dir, config))
+        write_archive(bundle, output, signing_key=key, algorithm=signing_alg, key_id=key_id)
+    except (GatewayError, OSError) as e:
+        typer.echo(f"error: {getattr(e, 'message', e)}", err=True)
+        raise typer.Exit(2) from e
+    signed = f", signed {signing_alg}" if key is not None else ""
+    typer.echo(f"{output}: revision {bundle.revision}{signed}")

@@ -88,6 +88,8 @@ class PolicyDecision:
         consents: Remaining subject ref -> ids of its consents in scope of the share.
         cross_border: R12 - destination region and the exception per remaining subject.
         subject_ref: ``per_recipient`` or ``none`` (R16: records carry no subject ref).
+        decision_id: The OPA server's id of this decision (what its decision log records;
+            "" for the in-process engines, whose only decision log is the ledger).
     """
 
     allow: bool
@@ -99,6 +101,7 @@ class PolicyDecision:
     consents: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     cross_border: CrossBorder = DOMESTIC
     subject_ref: str = "per_recipient"
+    decision_id: str = ""
 
     def obligations_for(self, ref: str) -> Obligations:
         """Return the obligations that apply to subject ``ref``."""
@@ -201,12 +204,13 @@ def _cross_border(v: object) -> CrossBorder:
     )
 
 
-def parse_decision(raw: object, *, revision: str) -> PolicyDecision:
+def parse_decision(raw: object, *, revision: str, decision_id: str = "") -> PolicyDecision:
     """Build a ``PolicyDecision`` from the JSON value of ``data.sharing.decision``.
 
     Args:
         raw: The decoded JSON value (``None`` when the document is undefined).
         revision: The revision of the bundle that produced it.
+        decision_id: The engine's id of this decision, if it gives one.
 
     Returns:
         The decision, with every list sorted so equal answers compare equal.
@@ -261,4 +265,5 @@ def parse_decision(raw: object, *, revision: str) -> PolicyDecision:
         consents=MappingProxyType(dict(sorted(consents.items()))),
         cross_border=_cross_border(doc.get("cross_border")),
         subject_ref=str(subject_ref),
+        decision_id=decision_id,
     )

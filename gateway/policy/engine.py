@@ -62,7 +62,10 @@ def engine_from_settings(settings: PolicySettings) -> PolicyEngine:
         from gateway.policy.opa_server import OpaServerEngine
 
         return OpaServerEngine(
-            policy_dir=settings.dir, url=settings.opa_url, timeout_s=settings.opa_timeout_s
+            policy_dir=settings.dir,
+            url=settings.opa_url,
+            timeout_s=settings.opa_timeout_s,
+            bundle_mode=settings.opa_bundle,
         )
     if settings.engine == "opa":
         from gateway.policy.opa_go import OpaGoEngine

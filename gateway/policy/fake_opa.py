@@ -12,9 +12,12 @@ Endpoints:
 - ``PUT /v1/data/<path>`` (JSON body) -> 204.
 - ``POST /v1/data/<path>`` with ``{"input": ...}`` -> ``{"result": ..., "decision_id": ...}``
   (OPA returns a decision id when decision logging is on), ``{"decision_id": ...}`` when
-  undefined, 500 on an evaluation error.
-- ``GET /v1/data/system/bundles``: the manifests of activated bundles (``load_bundle``, as
-  ``opa run --server --bundle``), keyed by bundle name.
+  undefined, 500 on an evaluation error; with ``?provenance=true`` also
+  ``"provenance": {"bundles": {name: {"revision": ...}}}``.
+- ``GET /v1/data/system/bundles``: the manifests of activated bundles, keyed by bundle name.
+
+``load_bundle(archive)`` does what ``opa run --server --bundle archive`` does: verifies the
+signature when given a key, and activates the archive's modules and data under its name.
 - ``GET /health``.
 
 Switches for tests: ``down`` (drop every connection without an answer), ``delay_s``
@@ -28,10 +31,12 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from gateway.errors import PolicyEngineError, PolicyLoadError
+from gateway.policy.opa_bundle import read_archive
 from gateway.policy.opa_go import compile_modules, evaluate_opa
 
 
@@ -45,6 +50,8 @@ class FakeOpa:
         self.delay_s = 0.0
         self.status: int | None = None
         self.queries = 0
+        #: What OPA's decision log would hold: {"decision_id", "path", "revisions"} per query.
+        self.decision_log: list[dict[str, Any]] = []
         #: Activated bundles: name -> {"manifest": {...}} (``data.system.bundles``).
         self.bundles: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -94,6 +101,22 @@ class FakeOpa:
             self._engine = engine
             return None
 
+    def load_bundle(
+        self, archive: Path, *, name: str | None = None, verify_key: bytes | str | None = None
+    ) -> None:
+        """Activate a bundle archive (replacing everything), as ``opa run --bundle`` does.
+
+        Raises:
+            PolicyLoadError: the archive is unreadable, fails verification or does not compile.
+        """
+        contents = read_archive(archive, verify_key=verify_key)
+        engine = compile_modules(contents.modules, contents.data)
+        with self._lock:
+            self.modules = dict(contents.modules)
+            self.data = dict(contents.data)
+            self.bundles = {name or archive.name: {"manifest": dict(contents.manifest)}}
+            self._engine = engine
+
     def delete_policy(self, pid: str) -> bool:
         with self._lock:
             if pid not in self.modules:
@@ -113,7 +136,16 @@ class FakeOpa:
                 node[path[-1]] = value
             self._engine = None
 
-    def query(self, path: list[str], input: Any) -> tuple[int, dict[str, Any]]:
+    def _provenance(self) -> dict[str, Any]:
+        revisions = {
+            name: {"revision": b.get("manifest", {}).get("revision", "")}
+            for name, b in self.bundles.items()
+        }
+        return {"version": "fake_opa (OPA Go evaluator)", "bundles": revisions}
+
+    def query(
+        self, path: list[str], input: Any, *, provenance: bool = False
+    ) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.queries += 1
             engine = self._engine
@@ -129,9 +161,20 @@ class FakeOpa:
             value = evaluate_opa(engine, input, "data." + ".".join(path))
         except PolicyEngineError as e:
             return 500, {"code": "internal_error", "message": e.message}
-        if value is None:
-            return 200, {"decision_id": decision_id}
-        return 200, {"result": value, "decision_id": decision_id}
+        answer: dict[str, Any] = {"decision_id": decision_id}
+        with self._lock:
+            self.decision_log.append(
+                {
+                    "decision_id": decision_id,
+                    "path": "/".join(path),
+                    "revisions": self._provenance()["bundles"],
+                }
+            )
+        if provenance:
+            answer["provenance"] = self._provenance()
+        if value is not None:
+            answer["result"] = value
+        return 200, answer
 
     # -- HTTP ----------------------------------------------------------------------------
 
@@ -251,7 +294,9 @@ class FakeOpa:
                     self._send(400, {"code": "invalid_parameter", "message": str(e)})
                     return
                 status, answer = fake.query(
-                    rest, doc.get("input") if isinstance(doc, dict) else None
+                    rest,
+                    doc.get("input") if isinstance(doc, dict) else None,
+                    provenance="provenance=true" in self.path.partition("?")[2].lower(),
                 )
                 self._send(status, answer)
 

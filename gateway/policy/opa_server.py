@@ -11,6 +11,15 @@ A network error, timeout, non-2xx answer or missing ``result`` is a ``PolicyEngi
 OPA cannot swap a multi-module bundle atomically over this API; a reload therefore pushes
 while holding a lock and the revision is only advanced once every PUT succeeded. The
 revision is computed locally from the same files.
+
+Bundle mode (``policy.opa_bundle``; production): the OPA server runs the archive written by
+``share-gateway policy build`` (``opa run --server --bundle``, or a bundle service), and the
+gateway pushes nothing. Before it serves (start, reload) it reads the activated bundles'
+manifests (``GET /v1/data/system/bundles``) and refuses to start unless one carries the
+revision of its own policy directory; every decision is asked with ``?provenance=true`` and
+fails closed unless OPA answered from that revision. Each decision keeps OPA's
+``decision_id`` (returned when decision logging is on), so OPA's decision log and the
+ledger join on it.
 """
 
 from __future__ import annotations
@@ -49,14 +58,22 @@ class OpaServerEngine:
         url: ``http(s)://host:port`` of the server.
         timeout_s: Timeout of every HTTP request.
         retries: Retries of the HTTP client for connection errors (0: fail fast).
+        bundle_mode: The server runs our bundle archive: check its revision, push nothing.
 
     Raises:
-        PolicyLoadError: the server refuses the bundle (its compiler message is kept).
+        PolicyLoadError: the server refuses the bundle (its compiler message is kept), or
+            (bundle mode) does not serve this revision.
         PolicyEngineError: the server cannot be reached.
     """
 
     def __init__(
-        self, *, policy_dir: Path, url: str, timeout_s: float = 1.0, retries: int = 0
+        self,
+        *,
+        policy_dir: Path,
+        url: str,
+        timeout_s: float = 1.0,
+        retries: int = 0,
+        bundle_mode: bool = False,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -70,6 +87,7 @@ class OpaServerEngine:
         self._admin = OpaClient(
             host=host, port=port, ssl=ssl, timeout=max(timeout_s, LOAD_TIMEOUT_S), retries=retries
         )
+        self._bundle_mode = bundle_mode
         self._lock = threading.Lock()
         self._pushed: frozenset[str] = frozenset()
         self._revision = ""
@@ -137,9 +155,42 @@ class OpaServerEngine:
         with contextlib.suppress(Exception):
             self._push(old)
 
+    def served_revisions(self) -> dict[str, str]:
+        """Bundle name -> revision of every bundle the server has activated.
+
+        Raises:
+            PolicyEngineError: the server cannot be reached or answers nonsense.
+        """
+        try:
+            answer = self._admin.get_data("system/bundles")
+        except requests.RequestException as e:
+            raise PolicyEngineError(f"OPA server unreachable: {e}") from e
+        except Exception:  # opa_client raises when the document is undefined: no bundle
+            return {}
+        bundles = answer.get("result")
+        if not isinstance(bundles, dict):
+            raise PolicyEngineError("OPA server answered data.system.bundles with no object")
+        return {
+            str(name): str(b.get("manifest", {}).get("revision", ""))
+            for name, b in bundles.items()
+            if isinstance(b, dict)
+        }
+
+    def _check_served(self, bundle: PolicyBundle) -> None:
+        served = self.served_revisions()
+        if bundle.revision not in served.values():
+            raise PolicyLoadError(
+                f"OPA serves bundle revision(s) {sorted(set(served.values())) or 'none'}, "
+                f"expected {bundle.revision}: deploy the archive of `share-gateway policy build`"
+            )
+
     def reload(self) -> str:
         with self._lock:
             bundle = load_bundle(self._dir)
+            if self._bundle_mode:
+                self._check_served(bundle)
+                self._bundle, self._revision = bundle, bundle.revision
+                return bundle.revision
             try:
                 self._push(bundle)
             except PolicyLoadError:
@@ -152,15 +203,29 @@ class OpaServerEngine:
     def decide(self, input: Mapping[str, Any]) -> PolicyDecision:
         revision = self._revision
         package, _, rule = DECISION_HTTP_PATH.rpartition("/")
+        params = {"provenance": "true"} if self._bundle_mode else None
         try:
-            answer = self._client.query_rule(dict(input), package, rule)
+            answer = self._client.query_rule(dict(input), package, rule, query_params=params)
         except requests.RequestException as e:
             raise PolicyEngineError(f"OPA server failed: {type(e).__name__}: {e}") from e
         except ValueError as e:  # not JSON
             raise PolicyEngineError(f"OPA server answered with invalid JSON: {e}") from e
         if not isinstance(answer, dict) or "result" not in answer:
             raise PolicyEngineError("OPA server returned no result for sharing/decision")
-        return parse_decision(answer["result"], revision=revision)
+        if self._bundle_mode:
+            bundles = (answer.get("provenance") or {}).get("bundles") or {}
+            served = {str(b.get("revision")) for b in bundles.values() if isinstance(b, dict)}
+            if revision not in served:
+                raise PolicyEngineError(
+                    f"OPA answered from bundle revision(s) {sorted(served) or 'none'}, "
+                    f"expected {revision}"
+                )
+        decision_id = answer.get("decision_id")
+        return parse_decision(
+            answer["result"],
+            revision=revision,
+            decision_id=decision_id if isinstance(decision_id, str) else "",
+        )
 
     def close(self) -> None:
         self._client.close_connection()

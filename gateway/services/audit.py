@@ -87,6 +87,7 @@ def entry_message(stored: StoredEntry) -> audit_pb2.LedgerEntry:
         destination_region=e.destination_region,
         cross_border_exceptions=e.cross_border_exceptions,
         legal_request_id=e.legal_request_id,
+        decision_id=e.decision_id,
     )
 
 

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/audit.proto\x12\x12partner_gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x10\x44isclosureFilter\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe2\x04\n\x0bLedgerEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12\x12\n\npartner_id\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\t\x12\x0c\n\x04mode\x18\t \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\n \x01(\t\x12\x0b\n\x03rpc\x18\x0b \x01(\t\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12\x13\n\x0blegal_basis\x18\r \x01(\t\x12\x13\n\x0brecord_type\x18\x0e \x01(\t\x12\x14\n\x0creason_codes\x18\x0f \x03(\t\x12\x1c\n\x14\x63\x61tegories_disclosed\x18\x10 \x03(\t\x12\x1a\n\x12\x63\x61tegories_removed\x18\x11 \x03(\t\x12\x14\n\x0crecord_count\x18\x12 \x01(\x04\x12\x15\n\rsubject_count\x18\x13 \x01(\x04\x12\x16\n\x0e\x65xcluded_count\x18\x14 \x01(\x04\x12\x17\n\x0fpolicy_revision\x18\x15 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x16 \x01(\t\x12\x19\n\x11\x61greement_version\x18\x17 \x01(\t\x12\x13\n\x0b\x63onsent_ids\x18\x18 \x03(\t\x12\x1a\n\x12\x64\x65stination_region\x18\x19 \x01(\t\x12\x1f\n\x17\x63ross_border_exceptions\x18\x1a \x03(\t\x12\x18\n\x10legal_request_id\x18\x1b \x01(\t\"v\n\x17QueryDisclosuresRequest\x12\x34\n\x06\x66ilter\x18\x01 \x01(\x0b\x32$.partner_gateway.v1.DisclosureFilter\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\"e\n\x18QueryDisclosuresResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.partner_gateway.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x18StreamDisclosuresRequest\x12\x34\n\x06\x66ilter\x18\x01 \x01(\x0b\x32$.partner_gateway.v1.DisclosureFilter\x12\x12\n\npage_token\x18\x02 \x01(\t\"\"\n\x11GetReceiptRequest\x12\r\n\x05index\x18\x01 \x01(\x04\"y\n\x07Receipt\x12.\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1f.partner_gateway.v1.LedgerEntry\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x17\n\x0finclusion_proof\x18\x03 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"\x16\n\x14GetCheckpointRequest\"\\\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x14\n\x0cverifier_key\x18\x05 \x01(\t\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"E\n\x10\x43onsistencyProof\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"*\n\x14SubjectReportRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xaa\x01\n\x11SubjectDisclosure\x12\x14\n\x0cledger_index\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npartner_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\"y\n\x15SubjectReportResponse\x12:\n\x0b\x64isclosures\x18\x01 \x03(\x0b\x32%.partner_gateway.v1.SubjectDisclosure\x12\x12\n\nrecipients\x18\x02 \x03(\t\x12\x10\n\x08linkable\x18\x03 \x01(\x08\x32\xe3\x04\n\x0c\x41uditService\x12m\n\x10QueryDisclosures\x12+.partner_gateway.v1.QueryDisclosuresRequest\x1a,.partner_gateway.v1.QueryDisclosuresResponse\x12\x64\n\x11StreamDisclosures\x12,.partner_gateway.v1.StreamDisclosuresRequest\x1a\x1f.partner_gateway.v1.LedgerEntry0\x01\x12P\n\nGetReceipt\x12%.partner_gateway.v1.GetReceiptRequest\x1a\x1b.partner_gateway.v1.Receipt\x12Y\n\rGetCheckpoint\x12(.partner_gateway.v1.GetCheckpointRequest\x1a\x1e.partner_gateway.v1.Checkpoint\x12k\n\x13GetConsistencyProof\x12..partner_gateway.v1.GetConsistencyProofRequest\x1a$.partner_gateway.v1.ConsistencyProof\x12\x64\n\rSubjectReport\x12(.partner_gateway.v1.SubjectReportRequest\x1a).partner_gateway.v1.SubjectReportResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1epartner_gateway/v1/audit.proto\x12\x12partner_gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x01\n\x10\x44isclosureFilter\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\npartner_id\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12)\n\x05since\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf7\x04\n\x0bLedgerEntry\x12\r\n\x05index\x18\x01 \x01(\x04\x12\x11\n\tleaf_hash\x18\x02 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64\x65\x63ision\x18\x05 \x01(\t\x12\x12\n\npartner_id\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x08 \x01(\t\x12\x0c\n\x04mode\x18\t \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\n \x01(\t\x12\x0b\n\x03rpc\x18\x0b \x01(\t\x12\x12\n\nrequest_id\x18\x0c \x01(\t\x12\x13\n\x0blegal_basis\x18\r \x01(\t\x12\x13\n\x0brecord_type\x18\x0e \x01(\t\x12\x14\n\x0creason_codes\x18\x0f \x03(\t\x12\x1c\n\x14\x63\x61tegories_disclosed\x18\x10 \x03(\t\x12\x1a\n\x12\x63\x61tegories_removed\x18\x11 \x03(\t\x12\x14\n\x0crecord_count\x18\x12 \x01(\x04\x12\x15\n\rsubject_count\x18\x13 \x01(\x04\x12\x16\n\x0e\x65xcluded_count\x18\x14 \x01(\x04\x12\x17\n\x0fpolicy_revision\x18\x15 \x01(\t\x12\x14\n\x0c\x61greement_id\x18\x16 \x01(\t\x12\x19\n\x11\x61greement_version\x18\x17 \x01(\t\x12\x13\n\x0b\x63onsent_ids\x18\x18 \x03(\t\x12\x1a\n\x12\x64\x65stination_region\x18\x19 \x01(\t\x12\x1f\n\x17\x63ross_border_exceptions\x18\x1a \x03(\t\x12\x18\n\x10legal_request_id\x18\x1b \x01(\t\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x1c \x01(\t\"v\n\x17QueryDisclosuresRequest\x12\x34\n\x06\x66ilter\x18\x01 \x01(\x0b\x32$.partner_gateway.v1.DisclosureFilter\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\"e\n\x18QueryDisclosuresResponse\x12\x30\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1f.partner_gateway.v1.LedgerEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"d\n\x18StreamDisclosuresRequest\x12\x34\n\x06\x66ilter\x18\x01 \x01(\x0b\x32$.partner_gateway.v1.DisclosureFilter\x12\x12\n\npage_token\x18\x02 \x01(\t\"\"\n\x11GetReceiptRequest\x12\r\n\x05index\x18\x01 \x01(\x04\"y\n\x07Receipt\x12.\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x1f.partner_gateway.v1.LedgerEntry\x12\x11\n\ttree_size\x18\x02 \x01(\x04\x12\x17\n\x0finclusion_proof\x18\x03 \x03(\x0c\x12\x12\n\ncheckpoint\x18\x04 \x01(\t\"\x16\n\x14GetCheckpointRequest\"\\\n\nCheckpoint\x12\x0e\n\x06origin\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x0c\n\x04note\x18\x04 \x01(\t\x12\x14\n\x0cverifier_key\x18\x05 \x01(\t\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"E\n\x10\x43onsistencyProof\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\"*\n\x14SubjectReportRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xaa\x01\n\x11SubjectDisclosure\x12\x14\n\x0cledger_index\x18\x01 \x01(\x04\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npartner_id\x18\x03 \x01(\t\x12\x0f\n\x07purpose\x18\x04 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x05 \x01(\t\x12\x0c\n\x04mode\x18\x06 \x01(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\"y\n\x15SubjectReportResponse\x12:\n\x0b\x64isclosures\x18\x01 \x03(\x0b\x32%.partner_gateway.v1.SubjectDisclosure\x12\x12\n\nrecipients\x18\x02 \x03(\t\x12\x10\n\x08linkable\x18\x03 \x01(\x08\x32\xe3\x04\n\x0c\x41uditService\x12m\n\x10QueryDisclosures\x12+.partner_gateway.v1.QueryDisclosuresRequest\x1a,.partner_gateway.v1.QueryDisclosuresResponse\x12\x64\n\x11StreamDisclosures\x12,.partner_gateway.v1.StreamDisclosuresRequest\x1a\x1f.partner_gateway.v1.LedgerEntry0\x01\x12P\n\nGetReceipt\x12%.partner_gateway.v1.GetReceiptRequest\x1a\x1b.partner_gateway.v1.Receipt\x12Y\n\rGetCheckpoint\x12(.partner_gateway.v1.GetCheckpointRequest\x1a\x1e.partner_gateway.v1.Checkpoint\x12k\n\x13GetConsistencyProof\x12..partner_gateway.v1.GetConsistencyProofRequest\x1a$.partner_gateway.v1.ConsistencyProof\x12\x64\n\rSubjectReport\x12(.partner_gateway.v1.SubjectReportRequest\x1a).partner_gateway.v1.SubjectReportResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,31 +35,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DISCLOSUREFILTER']._serialized_start=88
   _globals['_DISCLOSUREFILTER']._serialized_end=283
   _globals['_LEDGERENTRY']._serialized_start=286
-  _globals['_LEDGERENTRY']._serialized_end=896
-  _globals['_QUERYDISCLOSURESREQUEST']._serialized_start=898
-  _globals['_QUERYDISCLOSURESREQUEST']._serialized_end=1016
-  _globals['_QUERYDISCLOSURESRESPONSE']._serialized_start=1018
-  _globals['_QUERYDISCLOSURESRESPONSE']._serialized_end=1119
-  _globals['_STREAMDISCLOSURESREQUEST']._serialized_start=1121
-  _globals['_STREAMDISCLOSURESREQUEST']._serialized_end=1221
-  _globals['_GETRECEIPTREQUEST']._serialized_start=1223
-  _globals['_GETRECEIPTREQUEST']._serialized_end=1257
-  _globals['_RECEIPT']._serialized_start=1259
-  _globals['_RECEIPT']._serialized_end=1380
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1382
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1404
-  _globals['_CHECKPOINT']._serialized_start=1406
-  _globals['_CHECKPOINT']._serialized_end=1498
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1500
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1564
-  _globals['_CONSISTENCYPROOF']._serialized_start=1566
-  _globals['_CONSISTENCYPROOF']._serialized_end=1635
-  _globals['_SUBJECTREPORTREQUEST']._serialized_start=1637
-  _globals['_SUBJECTREPORTREQUEST']._serialized_end=1679
-  _globals['_SUBJECTDISCLOSURE']._serialized_start=1682
-  _globals['_SUBJECTDISCLOSURE']._serialized_end=1852
-  _globals['_SUBJECTREPORTRESPONSE']._serialized_start=1854
-  _globals['_SUBJECTREPORTRESPONSE']._serialized_end=1975
-  _globals['_AUDITSERVICE']._serialized_start=1978
-  _globals['_AUDITSERVICE']._serialized_end=2589
+  _globals['_LEDGERENTRY']._serialized_end=917
+  _globals['_QUERYDISCLOSURESREQUEST']._serialized_start=919
+  _globals['_QUERYDISCLOSURESREQUEST']._serialized_end=1037
+  _globals['_QUERYDISCLOSURESRESPONSE']._serialized_start=1039
+  _globals['_QUERYDISCLOSURESRESPONSE']._serialized_end=1140
+  _globals['_STREAMDISCLOSURESREQUEST']._serialized_start=1142
+  _globals['_STREAMDISCLOSURESREQUEST']._serialized_end=1242
+  _globals['_GETRECEIPTREQUEST']._serialized_start=1244
+  _globals['_GETRECEIPTREQUEST']._serialized_end=1278
+  _globals['_RECEIPT']._serialized_start=1280
+  _globals['_RECEIPT']._serialized_end=1401
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1403
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1425
+  _globals['_CHECKPOINT']._serialized_start=1427
+  _globals['_CHECKPOINT']._serialized_end=1519
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=1521
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=1585
+  _globals['_CONSISTENCYPROOF']._serialized_start=1587
+  _globals['_CONSISTENCYPROOF']._serialized_end=1656
+  _globals['_SUBJECTREPORTREQUEST']._serialized_start=1658
+  _globals['_SUBJECTREPORTREQUEST']._serialized_end=1700
+  _globals['_SUBJECTDISCLOSURE']._serialized_start=1703
+  _globals['_SUBJECTDISCLOSURE']._serialized_end=1873
+  _globals['_SUBJECTREPORTRESPONSE']._serialized_start=1875
+  _globals['_SUBJECTREPORTRESPONSE']._serialized_end=1996
+  _globals['_AUDITSERVICE']._serialized_start=1999
+  _globals['_AUDITSERVICE']._serialized_end=2610
 # @@protoc_insertion_point(module_scope)

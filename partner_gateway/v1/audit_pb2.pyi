@@ -100,6 +100,7 @@ class LedgerEntry(_message.Message):
     DESTINATION_REGION_FIELD_NUMBER: _builtins.int
     CROSS_BORDER_EXCEPTIONS_FIELD_NUMBER: _builtins.int
     LEGAL_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    DECISION_ID_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     leaf_hash: _builtins.bytes
     data: _builtins.bytes
@@ -128,6 +129,10 @@ class LedgerEntry(_message.Message):
     legal_request_id: _builtins.str
     """The registered legal request (AdminService.RegisterLegalRequest) a share relied on, or
     that a registry entry registered or revoked; empty otherwise.
+    """
+    decision_id: _builtins.str
+    """The OPA server's decision id (entry version 2, when the engine is an OPA server): the
+    key of this decision in OPA's decision log. Empty otherwise.
     """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
@@ -171,10 +176,11 @@ class LedgerEntry(_message.Message):
         destination_region: _builtins.str = ...,
         cross_border_exceptions: _abc.Iterable[_builtins.str] | None = ...,
         legal_request_id: _builtins.str = ...,
+        decision_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agreement_id", b"agreement_id", "agreement_version", b"agreement_version", "caller", b"caller", "categories_disclosed", b"categories_disclosed", "categories_removed", b"categories_removed", "consent_ids", b"consent_ids", "cross_border_exceptions", b"cross_border_exceptions", "data", b"data", "decision", b"decision", "destination_region", b"destination_region", "excluded_count", b"excluded_count", "index", b"index", "leaf_hash", b"leaf_hash", "legal_basis", b"legal_basis", "legal_request_id", b"legal_request_id", "mode", b"mode", "partner_id", b"partner_id", "policy_revision", b"policy_revision", "purpose", b"purpose", "reason_codes", b"reason_codes", "record_count", b"record_count", "record_type", b"record_type", "request_id", b"request_id", "rpc", b"rpc", "subject_count", b"subject_count", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agreement_id", b"agreement_id", "agreement_version", b"agreement_version", "caller", b"caller", "categories_disclosed", b"categories_disclosed", "categories_removed", b"categories_removed", "consent_ids", b"consent_ids", "cross_border_exceptions", b"cross_border_exceptions", "data", b"data", "decision", b"decision", "decision_id", b"decision_id", "destination_region", b"destination_region", "excluded_count", b"excluded_count", "index", b"index", "leaf_hash", b"leaf_hash", "legal_basis", b"legal_basis", "legal_request_id", b"legal_request_id", "mode", b"mode", "partner_id", b"partner_id", "policy_revision", b"policy_revision", "purpose", b"purpose", "reason_codes", b"reason_codes", "record_count", b"record_count", "record_type", b"record_type", "request_id", b"request_id", "rpc", b"rpc", "subject_count", b"subject_count", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -236,6 +236,35 @@ def test_opa_server_engine_gives_the_same_decisions_as_the_embedded_one(
             assert remote.Evaluate(req).decision == share.Evaluate(req).decision
 
 
+def test_opa_bundle_revision_and_decision_id_reach_the_ledger(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """OPA runs the built bundle: the ledger entry holds its revision and OPA's decision id,
+    so OPA's decision log and the ledger join."""
+    from gateway.policy import load_bundle
+    from gateway.policy.fake_opa import FakeOpa
+    from gateway.policy.opa_bundle import write_archive
+    from gateway.settings import PolicySettings
+
+    tmp = tmp_path_factory.mktemp("gw-opa-bundle")
+    bundle = load_bundle(PolicySettings().dir)
+    with FakeOpa() as opa:
+        opa.load_bundle(write_archive(bundle, tmp / "bundle.tar.gz"))
+        with running_gateway(
+            tmp, policy={"opa_url": opa.url, "opa_timeout_s": 30, "opa_bundle": True}
+        ) as gw_opa:
+            stub = share_pb2_grpc.ShareServiceStub(gw_opa.channel("service", "checkout"))
+            receipt = stub.Share(delivery_request(), timeout=30).receipt
+            entry = gw_opa.gateway.ledger.get_entry(receipt.ledger_index).entry
+    assert entry.policy_revision == bundle.revision
+    logged = {d["decision_id"]: d for d in opa.decision_log}
+    assert entry.decision_id in logged
+    assert logged[entry.decision_id]["path"] == "sharing/decision"
+    assert logged[entry.decision_id]["revisions"] == {
+        "bundle.tar.gz": {"revision": bundle.revision}
+    }
+
+
 def test_a_share_waiting_for_its_ledger_commit_blocks_no_other_call(
     gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
 ) -> None:

@@ -161,3 +161,21 @@ def test_version_2_records_agreement_consents_and_region(
     e = decode_entry(data)
     assert (e.version, e.destination_region, e.consent_ids) == (2, "SG", ("c-1", "c-2"))
     assert encode_entry(e) == data
+
+
+def test_version_2_records_opa_decision_id_only_when_present(
+    disclosure: Callable[..., Disclosure],
+) -> None:
+    """OPA's decision id is an optional version-2 key: encoded when non-empty, absent
+    otherwise (entries without it keep their bytes), and refused in a version-1 entry."""
+    plain = _entry(disclosure(2))
+    assert b"decision_id" not in plain
+    data = _entry(replace(disclosure(2), decision_id="4f1c9c2e-0d7f-4b83-9c1e-6f3d0a1b2c3d"))
+    assert b'"decision":"ALLOW","decision_id":"4f1c9c2e-0d7f-4b83-9c1e-6f3d0a1b2c3d"' in data
+    e = decode_entry(data)
+    assert e.decision_id == "4f1c9c2e-0d7f-4b83-9c1e-6f3d0a1b2c3d"
+    assert encode_entry(e) == data
+    with pytest.raises(LedgerCorruptionError):
+        decode_entry(V1_ENTRY.replace(b'"ALLOW"', b'"ALLOW","decision_id":"x"'))
+    with pytest.raises(LedgerCorruptionError):  # an empty one is never written
+        decode_entry(data.replace(b"4f1c9c2e-0d7f-4b83-9c1e-6f3d0a1b2c3d", b""))

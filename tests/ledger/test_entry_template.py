@@ -44,6 +44,7 @@ def disclosures(draw: st.DrawFn) -> Disclosure:
         exemption_code=draw(texts),
         reason_codes=tuple(draw(st.lists(texts, max_size=3))),
         policy_revision=draw(texts),
+        decision_id=draw(texts),
         record_type=draw(texts),
         categories_disclosed=tuple(draw(st.lists(texts, max_size=3))),
         categories_removed=tuple(draw(st.lists(texts, max_size=3))),
