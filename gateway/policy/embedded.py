@@ -17,13 +17,14 @@ import json
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.errors import PolicyEngineError, PolicyLoadError
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.decision import DECISION_PATH, PolicyDecision, parse_decision
+from gateway.policy.decision_cache import DecisionCache, encode_input
 
 # Keep Rust panics/errors to one line: the message is what we report, not a backtrace.
 os.environ.setdefault("RUST_BACKTRACE", "0")
@@ -34,8 +35,9 @@ import regorus
 _UNDEFINED = '"<undefined>"'
 
 #: Inputs evaluated at load to surface errors that regorus only reports at evaluation
-#: (unknown functions, unscheduled comprehensions, a missing entrypoint): an empty one and
-#: one that reaches the allowing path and the AD_PARTNER obligations.
+#: (unknown functions, unscheduled comprehensions, a missing entrypoint): an empty one (the
+#: input gate's refusal) and a well-formed one that reaches the allowing path and the
+#: AD_PARTNER obligations.
 PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
     {"contract": "v2"},
     {
@@ -94,6 +96,10 @@ PROBE_INPUTS: tuple[Mapping[str, Any], ...] = (
                 "ref": "1",
                 "registered": True,
                 "age": 9,
+                "ad_opt_out": False,
+                "consent_withdrawn": False,
+                "account_deleted": False,
+                "all_records_in_orders": False,
                 "orders": [],
                 "consents": [],
                 "withdrawals": [],
@@ -174,34 +180,15 @@ def evaluate_raw(engine: Any, input_json: str, path: str = DECISION_PATH) -> Any
 _THREAD_ENGINES = threading.local()
 
 
-#: Rego built-ins whose result depends on something other than input and bundle data.
-_IMPURE_BUILTINS = ("time.now_ns", "http.send", "rand.", "uuid.", "opa.runtime", "net.lookup")
-#: Decisions kept per revision (cleared when full).
-DECISION_CACHE_SIZE = 8_192
-#: Inputs longer than this (bulk shares: ~300 bytes per subject) are decided without the
-#: cache: they rarely repeat, and 8,192 keys of megabytes would be gigabytes.
-DECISION_CACHE_MAX_INPUT = 16_384
-
-
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     bundle: PolicyBundle  # validated: compiles and evaluates the probe input
-    # The policy is a pure function of (bundle, input) unless a module calls an impure
-    # built-in; then nothing is cached.
-    cacheable: bool
-    # input JSON -> decision, for this revision only (a reload starts a new, empty one).
-    decisions: dict[str, PolicyDecision] = field(default_factory=dict)
+    # This revision's decisions (a reload starts a new, empty cache).
+    cache: DecisionCache
 
     @property
     def revision(self) -> str:
         return self.bundle.revision
-
-
-def _input_json(input: Mapping[str, Any]) -> str:
-    try:
-        return json.dumps(input, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        raise PolicyEngineError(f"policy input is not JSON: {e}") from e
 
 
 class EmbeddedEngine:
@@ -234,8 +221,7 @@ class EmbeddedEngine:
         del probe
         if failure is not None:
             raise PolicyLoadError(f"policy bundle does not evaluate: {failure}")
-        pure = not any(b in m.text for m in bundle.modules for b in _IMPURE_BUILTINS)
-        return _Compiled(bundle=bundle, cacheable=pure)
+        return _Compiled(bundle=bundle, cache=DecisionCache(bundle))
 
     def _engine_for(self, compiled: _Compiled) -> Any:
         engines: dict[int, tuple[_Compiled, Any]] = _THREAD_ENGINES.__dict__.setdefault(
@@ -252,30 +238,20 @@ class EmbeddedEngine:
         return engine
 
     def decide(self, input: Mapping[str, Any]) -> PolicyDecision:
-        """Decide, answering a repeated input of the same revision from the decision cache.
-
-        Correct because the decision is a pure function of (revision, input): the input holds
-        everything that can change it (today's date, caller, request, the recipient's
-        agreement, every subject's facts and consents as read for this request), so a consent
-        withdrawal changes the key. The input has batch-local refs, not identifiers, so
-        requests of the same shape share entries.
-        """
+        """Decide, answering a repeated input of the same revision from the decision cache
+        (``gateway.policy.decision_cache``: why that is correct)."""
         compiled = self._current  # one read: this request stays on this revision
-        input_json = _input_json(input)
-        cacheable = compiled.cacheable and len(input_json) <= DECISION_CACHE_MAX_INPUT
-        if cacheable and (hit := compiled.decisions.get(input_json)) is not None:
+        input_json = encode_input(input)
+        if (hit := compiled.cache.get(input_json)) is not None:
             return hit
         decision = self._evaluate(compiled, input_json)
-        if cacheable:
-            if len(compiled.decisions) >= DECISION_CACHE_SIZE:
-                compiled.decisions.clear()
-            compiled.decisions[input_json] = decision
+        compiled.cache.put(input_json, decision)
         return decision
 
     def evaluate(self, input: Mapping[str, Any]) -> PolicyDecision:
         """Decide without the cache (benchmarks, diagnostics)."""
         compiled = self._current
-        return self._evaluate(compiled, _input_json(input))
+        return self._evaluate(compiled, encode_input(input))
 
     def _evaluate(self, compiled: _Compiled, input_json: str) -> PolicyDecision:
         raw = evaluate_raw(self._engine_for(compiled), input_json)

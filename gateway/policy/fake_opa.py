@@ -101,6 +101,14 @@ class FakeOpa:
             self._engine = engine
             return None
 
+    def _recompile(self) -> None:
+        # As OPA does at write time: a query never waits for a compilation (its timeout is
+        # the decision's). Under the lock; a failure is reported by the next query.
+        try:
+            self._engine = compile_modules(self.modules, self.data) if self.modules else None
+        except PolicyLoadError:
+            self._engine = None
+
     def load_bundle(
         self, archive: Path, *, name: str | None = None, verify_key: bytes | str | None = None
     ) -> None:
@@ -122,7 +130,7 @@ class FakeOpa:
             if pid not in self.modules:
                 return False
             del self.modules[pid]
-            self._engine = None
+            self._recompile()
             return True
 
     def put_data(self, path: list[str], value: Any) -> None:
@@ -134,7 +142,7 @@ class FakeOpa:
                 for key in path[:-1]:
                     node = node.setdefault(key, {})
                 node[path[-1]] = value
-            self._engine = None
+            self._recompile()
 
     def _provenance(self) -> dict[str, Any]:
         revisions = {

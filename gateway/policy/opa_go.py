@@ -24,6 +24,7 @@ from typing import Any
 from gateway.errors import PolicyEngineError, PolicyLoadError
 from gateway.policy.bundle import PolicyBundle, PolicyModule, load_bundle
 from gateway.policy.decision import DECISION_PATH, PolicyDecision, parse_decision
+from gateway.policy.decision_cache import DecisionCache, encode_input
 
 #: The pinned bindings release (also in the Makefile's dev step).
 BINDINGS = "opa-golib-python-bindings==0.4.4"
@@ -102,7 +103,7 @@ class OpaGoEngine:
     def __init__(self, *, policy_dir: Path) -> None:
         self._dir = Path(policy_dir)
         self._reload_lock = threading.Lock()
-        self._current: tuple[str, Any] = self._build()
+        self._current: tuple[str, Any, DecisionCache] = self._build()
 
     @property
     def revision(self) -> str:
@@ -112,7 +113,7 @@ class OpaGoEngine:
     def policy_dir(self) -> Path:
         return self._dir
 
-    def _build(self) -> tuple[str, Any]:
+    def _build(self) -> tuple[str, Any, DecisionCache]:
         from gateway.policy.embedded import PROBE_INPUTS
 
         bundle = load_bundle(self._dir)
@@ -123,15 +124,22 @@ class OpaGoEngine:
         except PolicyEngineError as e:
             engine.close()
             raise PolicyLoadError(f"policy bundle does not evaluate: {e.message}") from e
-        return bundle.revision, engine
+        return bundle.revision, engine, DecisionCache(bundle)
 
     def decide(self, input: Mapping[str, Any]) -> PolicyDecision:
-        revision, engine = self._current  # one read: this request stays on this revision
-        return parse_decision(evaluate_opa(engine, dict(input)), revision=revision)
+        """Decide, answering a repeated input of the same revision from the decision cache."""
+        revision, engine, cache = self._current  # one read: this request stays on it
+        key = encode_input(input)
+        if (hit := cache.get(key)) is not None:
+            return hit
+        decision = parse_decision(evaluate_opa(engine, dict(input)), revision=revision)
+        cache.put(key, decision)
+        return decision
 
     def evaluate(self, input: Mapping[str, Any]) -> PolicyDecision:
-        """Decide (this engine keeps no decision cache; same as ``decide``)."""
-        return self.decide(input)
+        """Decide without the cache (benchmarks, diagnostics)."""
+        revision, engine, _ = self._current
+        return parse_decision(evaluate_opa(engine, dict(input)), revision=revision)
 
     def reload(self) -> str:
         with self._reload_lock:

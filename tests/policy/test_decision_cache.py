@@ -1,4 +1,4 @@
-"""The embedded engine's decision cache: a pure function of (revision, input), nothing else."""
+"""The in-process engines' decision cache: a pure function of (revision, input), nothing else."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
-from gateway.policy.embedded import DECISION_CACHE_MAX_INPUT, PROBE_INPUTS, EmbeddedEngine
+from gateway.policy.decision_cache import DECISION_CACHE_MAX_INPUT
+from gateway.policy.embedded import PROBE_INPUTS, EmbeddedEngine
+from gateway.policy.opa_go import OpaGoEngine
 from gateway.settings import REPO_ROOT
 
 
@@ -69,3 +71,15 @@ def test_a_bulk_sized_input_is_decided_without_the_cache(tmp_path: Path) -> None
     first = engine.decide(bulk)
     assert engine.decide(bulk) is not first
     assert engine.decide(bulk) == first
+
+
+def test_opa_in_process_engine_caches_the_same_way(tmp_path: Path) -> None:
+    """OPA in-process: a repeat is the cached decision, equal to evaluation; a change is not."""
+    _, policies = engine_on_copy(tmp_path)
+    engine = OpaGoEngine(policy_dir=policies)
+    first = engine.decide(PROBE_INPUTS[1])
+    assert engine.decide(copy.deepcopy(PROBE_INPUTS[1])) is first
+    assert engine.evaluate(PROBE_INPUTS[1]) == first
+    changed = copy.deepcopy(PROBE_INPUTS[1])
+    changed["subjects"][0]["consent_withdrawn"] = True
+    assert engine.decide(changed) == engine.evaluate(changed) != first
