@@ -43,6 +43,8 @@ POLICY_ID_PREFIX = "share-gateway"
 #: Timeout of the bundle pushes: OPA compiles every module on each policy PUT, which takes
 #: far longer than a decision (``timeout_s`` bounds decisions only).
 LOAD_TIMEOUT_S = 30.0
+#: Longest decision id kept (OPA's are UUIDs, 36 characters).
+MAX_DECISION_ID = 64
 
 
 def policy_id(path: str) -> str:
@@ -220,12 +222,11 @@ class OpaServerEngine:
                     f"OPA answered from bundle revision(s) {sorted(served) or 'none'}, "
                     f"expected {revision}"
                 )
-        decision_id = answer.get("decision_id")
-        return parse_decision(
-            answer["result"],
-            revision=revision,
-            decision_id=decision_id if isinstance(decision_id, str) else "",
-        )
+        decision_id = answer.get("decision_id", "")
+        if not isinstance(decision_id, str) or len(decision_id) > MAX_DECISION_ID:
+            # It goes into the ledger entry: never an unbounded value from the network.
+            raise PolicyEngineError("OPA server returned a malformed decision_id")
+        return parse_decision(answer["result"], revision=revision, decision_id=decision_id)
 
     def close(self) -> None:
         self._client.close_connection()

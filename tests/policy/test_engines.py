@@ -196,6 +196,22 @@ def test_opa_undefined_decision_fails_closed(private_opa: FakeOpa) -> None:
         engine.decide(ALLOWED)
 
 
+def test_opa_decision_id_is_kept_and_a_malformed_one_fails_closed(private_opa: FakeOpa) -> None:
+    """OPA's decision_id reaches the decision; an oversized one never reaches the ledger."""
+    engine = OpaServerEngine(policy_dir=POLICY_DIR, url=private_opa.url, timeout_s=5.0)
+    decision = engine.decide(ALLOWED)
+    assert decision.decision_id == private_opa.decision_log[-1]["decision_id"]
+    real_query = private_opa.query
+
+    def huge_id(path: list[str], input: Any, *, provenance: bool = False) -> Any:
+        status, answer = real_query(path, input, provenance=provenance)
+        return status, dict(answer, decision_id="x" * 10_000)
+
+    private_opa.query = huge_id  # type: ignore[method-assign]
+    with pytest.raises(PolicyEngineError, match="decision_id"):
+        engine.decide(ALLOWED)
+
+
 def test_unreachable_opa_at_start_is_an_engine_error() -> None:
     """Starting against a port nobody listens on -> PolicyEngineError."""
     with FakeOpa() as gone:
