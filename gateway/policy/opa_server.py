@@ -186,15 +186,32 @@ class OpaServerEngine:
                 f"expected {bundle.revision}: deploy the archive of `share-gateway policy build`"
             )
 
+    def _probe(self, bundle: PolicyBundle) -> None:
+        """Ask one decision with the load timeout: the bundle must answer the contract, and
+        OPA prepares the decision query now, not on the first request (whose timeout is
+        ``timeout_s``)."""
+        from gateway.policy.embedded import PROBE_INPUTS
+
+        package, _, rule = DECISION_HTTP_PATH.rpartition("/")
+        try:
+            answer = self._admin.query_rule(dict(PROBE_INPUTS[1]), package, rule)
+            parse_decision(answer.get("result"), revision=bundle.revision)
+        except requests.RequestException as e:
+            raise PolicyEngineError(f"OPA server unreachable while loading policies: {e}") from e
+        except PolicyEngineError as e:
+            raise PolicyLoadError(f"OPA does not evaluate the bundle: {e.message}") from e
+
     def reload(self) -> str:
         with self._lock:
             bundle = load_bundle(self._dir)
             if self._bundle_mode:
                 self._check_served(bundle)
+                self._probe(bundle)
                 self._bundle, self._revision = bundle, bundle.revision
                 return bundle.revision
             try:
                 self._push(bundle)
+                self._probe(bundle)
             except PolicyLoadError:
                 self._restore(bundle)
                 raise
