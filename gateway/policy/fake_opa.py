@@ -232,7 +232,10 @@ class FakeOpa:
                 if kind == "health":
                     self._send(200, {})
                 elif kind == "policies" and not rest:
-                    self._send(200, {"result": [{"id": k} for k in sorted(fake.modules)]})
+                    self._send(
+                        200,
+                        {"result": [{"id": k, "raw": v} for k, v in sorted(fake.modules.items())]},
+                    )
                 elif kind == "policies":
                     pid = "/".join(rest)
                     if pid in fake.modules:

@@ -17,7 +17,9 @@ Bundle mode (``policy.opa_bundle``; production): the OPA server runs the archive
 gateway pushes nothing. Before it serves (start, reload) it reads the activated bundles'
 manifests (``GET /v1/data/system/bundles``) and refuses to start unless one carries the
 revision of its own policy directory; every decision is asked with ``?provenance=true`` and
-fails closed unless OPA answered from that revision. Each decision keeps OPA's
+fails closed unless OPA answered from that revision. As the revision is only the manifest's
+label, the modules and data OPA shows under the bundle's roots (``GET /v1/policies``,
+``GET /v1/data/<root>``) must also be the directory's own. Each decision keeps OPA's
 ``decision_id`` (returned when decision logging is on), so OPA's decision log and the
 ledger join on it.
 """
@@ -25,6 +27,7 @@ ledger join on it.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,6 +40,7 @@ from opa_client import OpaClient
 from gateway.errors import PolicyEngineError, PolicyLoadError
 from gateway.policy.bundle import PolicyBundle, load_bundle
 from gateway.policy.decision import DECISION_HTTP_PATH, PolicyDecision, parse_decision
+from gateway.policy.opa_bundle import bundle_roots
 
 #: Prefix of the policy ids this gateway owns on the OPA server.
 POLICY_ID_PREFIX = "share-gateway"
@@ -45,6 +49,7 @@ POLICY_ID_PREFIX = "share-gateway"
 LOAD_TIMEOUT_S = 30.0
 #: Longest decision id kept (OPA's are UUIDs, 36 characters).
 MAX_DECISION_ID = 64
+_PACKAGE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 
 
 def policy_id(path: str) -> str:
@@ -81,6 +86,7 @@ class OpaServerEngine:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise PolicyLoadError(f"invalid OPA url {url!r}")
         self._dir = Path(policy_dir)
+        self._url = f"{parts.scheme}://{parts.netloc}"
         self._timeout = timeout_s
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -185,6 +191,49 @@ class OpaServerEngine:
                 f"OPA serves bundle revision(s) {sorted(set(served.values())) or 'none'}, "
                 f"expected {bundle.revision}: deploy the archive of `share-gateway policy build`"
             )
+        self._check_contents(bundle)
+
+    def _check_contents(self, bundle: PolicyBundle) -> None:
+        """The modules and data OPA serves under the bundle's roots are the policy
+        directory's, byte for byte and value for value: a manifest revision is only a label,
+        which a tampered or hand-made bundle (or a module PUT beside it) can carry.
+
+        Raises:
+            PolicyLoadError: naming what differs (never the served text).
+            PolicyEngineError: the server cannot be reached or answers nonsense.
+        """
+        roots = set(bundle_roots(bundle))
+        packages = {m.path.split("/")[0] for m in bundle.modules}
+        try:
+            answer = requests.get(f"{self._url}/v1/policies", timeout=LOAD_TIMEOUT_S)
+            answer.raise_for_status()
+            policies = answer.json().get("result")
+            data = {r: self._admin.get_data(r).get("result") for r in sorted(roots - packages)}
+        except requests.RequestException as e:
+            raise PolicyEngineError(f"OPA server unreachable: {e}") from e
+        except Exception as e:  # not JSON, no result, undefined data
+            raise PolicyLoadError(f"OPA does not show the bundle's modules and data: {e}") from e
+        if not isinstance(policies, list):
+            raise PolicyEngineError("OPA server answered /v1/policies with no list")
+        texts = []
+        for p in policies:
+            raw = p.get("raw") if isinstance(p, dict) else None
+            if not isinstance(raw, str):
+                raise PolicyEngineError("OPA server answered /v1/policies without module text")
+            match = _PACKAGE.search(raw)
+            if match is None or match.group(1) in roots:
+                texts.append(raw)
+        if sorted(texts) != sorted(m.text for m in bundle.modules):
+            raise PolicyLoadError(
+                f"OPA serves modules under {sorted(roots)} that differ from revision "
+                f"{bundle.revision} of the policy directory (a tampered or foreign bundle)"
+            )
+        for root, value in data.items():
+            if value != bundle.data.get(root):
+                raise PolicyLoadError(
+                    f"OPA serves data.{root} that differs from revision {bundle.revision} "
+                    f"of the policy directory (a tampered or foreign bundle)"
+                )
 
     def _probe(self, bundle: PolicyBundle) -> None:
         """Ask one decision with the load timeout: the bundle must answer the contract, and

@@ -265,6 +265,34 @@ def test_opa_bundle_revision_and_decision_id_reach_the_ledger(
     }
 
 
+def test_gateway_refuses_to_start_on_an_opa_serving_another_bundle(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Attacker's test: OPA runs a bundle of another revision (here a one-rule permissive
+    policy): the gateway does not start, and the error names both revisions."""
+    from gateway.errors import PolicyLoadError
+    from gateway.policy import load_bundle
+    from gateway.policy.fake_opa import FakeOpa
+    from gateway.policy.opa_bundle import write_archive
+
+    tmp = tmp_path_factory.mktemp("gw-opa-foreign")
+    (tmp / "policy" / "sharing").mkdir(parents=True)
+    (tmp / "policy" / "sharing" / "decision.rego").write_text(
+        "package sharing\n\nimport rego.v1\n\ndecision := {\"allow\": true}\n"
+    )
+    foreign = load_bundle(tmp / "policy")
+    with FakeOpa() as opa:
+        opa.load_bundle(write_archive(foreign, tmp / "foreign.tar.gz"))
+        with (
+            pytest.raises(PolicyLoadError, match=f"serves bundle revision.*{foreign.revision}"),
+            running_gateway(
+                tmp / "gw", policy={"opa_url": opa.url, "opa_timeout_s": 30, "opa_bundle": True}
+            ),
+        ):
+            pass
+    assert not opa.decision_log  # nothing was ever decided there
+
+
 def test_a_share_waiting_for_its_ledger_commit_blocks_no_other_call(
     gw: RunningGateway, share: share_pb2_grpc.ShareServiceStub
 ) -> None:

@@ -183,6 +183,39 @@ def test_opa_serving_the_bundle_is_checked_and_decisions_carry_its_ids(tmp_path:
             OpaServerEngine(policy_dir=POLICY_DIR, url=opa.url, timeout_s=5.0, bundle_mode=True)
 
 
+_PERMISSIVE = "package sharing\n\nimport rego.v1\n\nbackdoor := true\n"
+
+
+@pytest.mark.parametrize("tamper", ["module", "extra module", "data"])
+def test_opa_serving_a_doctored_bundle_under_our_revision_is_refused(
+    tmp_path: Path, tamper: str
+) -> None:
+    """A bundle whose manifest carries our revision but whose modules or data differ (a
+    hand-made or tampered archive, or a module PUT beside it) is refused before serving."""
+    with FakeOpa() as opa:
+        opa.load_bundle(write_archive(load_bundle(POLICY_DIR), tmp_path / "bundle.tar.gz"))
+        if tamper == "module":
+            pid = next(p for p in opa.modules if p.endswith("sharing/decision.rego"))
+            opa.modules[pid] += "\n# harmless-looking\n"
+        elif tamper == "extra module":
+            opa.put_policy("backdoor.rego", _PERMISSIVE)
+        else:
+            opa.put_data(["params", "k_anonymity"], 1)
+        with pytest.raises(PolicyLoadError, match="tampered or foreign bundle"):
+            OpaServerEngine(policy_dir=POLICY_DIR, url=opa.url, timeout_s=5.0, bundle_mode=True)
+
+
+def test_opa_with_unrelated_policies_beside_the_bundle_is_accepted(tmp_path: Path) -> None:
+    """Modules of other packages (another tenant's) on the same OPA do not fail the check."""
+    with FakeOpa() as opa:
+        opa.load_bundle(write_archive(load_bundle(POLICY_DIR), tmp_path / "bundle.tar.gz"))
+        opa.put_policy("other.rego", "package other\n\nimport rego.v1\n\nx := 1\n")
+        engine = OpaServerEngine(
+            policy_dir=POLICY_DIR, url=opa.url, timeout_s=5.0, bundle_mode=True
+        )
+        assert engine.decide(ALLOWED).allow
+
+
 def test_cli_build_writes_a_signed_bundle(tmp_path: Path) -> None:
     """`policy build --signing-key` writes an archive that verifies and prints the revision."""
     from gateway.cli.policy import app
