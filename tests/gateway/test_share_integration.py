@@ -18,7 +18,7 @@ from gateway.testing import RunningGateway, running_gateway
 from ledger import open_checkpoint
 from ledger.testing import stalled_writer
 from ledger.verify import verify_inclusion
-from partner_gateway.v1 import share_pb2, share_pb2_grpc
+from partner_gateway.v1 import audit_pb2, audit_pb2_grpc, share_pb2, share_pb2_grpc
 
 
 @pytest.fixture(scope="module")
@@ -256,7 +256,11 @@ def test_opa_bundle_revision_and_decision_id_reach_the_ledger(
             stub = share_pb2_grpc.ShareServiceStub(gw_opa.channel("service", "checkout"))
             receipt = stub.Share(delivery_request(), timeout=30).receipt
             entry = gw_opa.gateway.ledger.get_entry(receipt.ledger_index).entry
+            audit = audit_pb2_grpc.AuditServiceStub(gw_opa.channel("auditor", "audit-team"))
+            page = audit.QueryDisclosures(audit_pb2.QueryDisclosuresRequest(), timeout=10)
     assert entry.policy_revision == bundle.revision
+    [seen] = [e for e in page.entries if e.index == receipt.ledger_index]
+    assert seen.decision_id == entry.decision_id  # auditors see it too
     logged = {d["decision_id"]: d for d in opa.decision_log}
     assert entry.decision_id in logged
     assert logged[entry.decision_id]["path"] == "sharing/decision"
@@ -278,7 +282,7 @@ def test_gateway_refuses_to_start_on_an_opa_serving_another_bundle(
     tmp = tmp_path_factory.mktemp("gw-opa-foreign")
     (tmp / "policy" / "sharing").mkdir(parents=True)
     (tmp / "policy" / "sharing" / "decision.rego").write_text(
-        "package sharing\n\nimport rego.v1\n\ndecision := {\"allow\": true}\n"
+        'package sharing\n\nimport rego.v1\n\ndecision := {"allow": true}\n'
     )
     foreign = load_bundle(tmp / "policy")
     with FakeOpa() as opa:
