@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.inspection import InfoType, find_identifiers, identifiers_in_record
+from gateway.inspection import InfoType, detectors, find_identifiers, identifiers_in_record
 
 FOUND = {
     InfoType.PHONE_NUMBER: [
@@ -132,3 +132,22 @@ def test_an_international_number_whose_country_code_starts_with_0_is_no_phone(
     assert InfoType.PHONE_NUMBER not in find_identifiers(text)
     with pytest.raises(phonenumbers.NumberParseException):
         phonenumbers.parse("+" + rest, None)
+
+
+@given(st.text(max_size=60) | st.from_regex(r"[a-z]{0,4}[-+ ]?[0-9 .()-]{4,24}", fullmatch=True))
+def test_the_memo_answers_what_a_fresh_scan_finds(value: str) -> None:
+    """A value asked twice gets the kinds an uncached scan finds, both times."""
+    assert find_identifiers(value) == detectors._scan(value)
+    assert find_identifiers(value) == detectors._scan(value)
+
+
+def test_the_memo_keeps_no_value_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo holds 16-byte keyed digests, never value text, and at most ``MEMO_SIZE``
+    of them whatever the number of distinct values."""
+    monkeypatch.setattr(detectors, "_MEMO", {})
+    monkeypatch.setattr(detectors, "MEMO_SIZE", 100)
+    for i in range(1_000):
+        find_identifiers(f"+86 138 {i:04d} 1001")
+    assert 0 < len(detectors._MEMO) <= 100
+    assert all(type(k) is bytes and len(k) == 16 for k in detectors._MEMO)
+    assert b"1001" not in b"".join(detectors._MEMO)
