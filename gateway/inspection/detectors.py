@@ -88,15 +88,17 @@ def find_identifiers(value: str) -> frozenset[InfoType]:
 #: Findings kept by ``find_identifiers`` (~100 bytes each), emptied when full.
 MEMO_SIZE = 65_536
 _MEMO: dict[bytes, frozenset[InfoType]] = {}
-_MEMO_KEY = secrets.token_bytes(32)
+#: Keyed BLAKE2b-128 with the key block already absorbed (copied per value: ~0.45 µs
+#: instead of ~1.1 µs for a keyed hash set up per call).
+_MEMO_HASH = hashlib.blake2b(key=secrets.token_bytes(32), digest_size=16)
 
 
 def _memo_key(value: str) -> bytes:
     """BLAKE2b-128 of ``value`` under a random per-process key: the memo holds no personal
     data, and nothing outside this process can test a guessed value against it."""
-    return hashlib.blake2b(
-        value.encode("utf-8", "surrogatepass"), key=_MEMO_KEY, digest_size=16
-    ).digest()
+    h = _MEMO_HASH.copy()
+    h.update(value.encode("utf-8", "surrogatepass"))
+    return h.digest()
 
 
 def _scan(value: str) -> frozenset[InfoType]:
