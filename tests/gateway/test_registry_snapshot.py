@@ -22,6 +22,7 @@ from gateway.security.keys import PseudonymKeys
 from gateway.settings import REPO_ROOT
 from gateway.sharing import Outcome, RecordIn, ShareOrder, Sharing
 from ledger import Ledger
+from tests.inspection.test_share_inspection import ad_order
 
 SERVICE = Principal(id="svc:checkout", role=Role.SERVICE)
 SEED = REPO_ROOT / "gateway" / "demo" / "registry.toml"
@@ -70,17 +71,8 @@ def url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
 
 
 def _ad_order() -> ShareOrder:
-    return ShareOrder(
-        recipient_id="adco",
-        purpose="ad_delivery",
-        action="SHARE",
-        legal_basis="AUTHORIZED_PARTNER",
-        record_type="customer_profile",
-        records=[
-            RecordIn(subject_id=sid, fields={"account_id": f"acct-{sid}", "tags": "music"})
-            for sid in ("u1001", "u1007")
-        ],
-    )
+    """u1001 and u1007 to AdCo for ad delivery (both disclosed on the demo registry)."""
+    return ad_order({"u1001": "music", "u1007": "music"})
 
 
 def _share(sharing: Sharing, order: ShareOrder | None = None) -> Outcome:
