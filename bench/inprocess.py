@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -54,6 +55,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args()
+    os.umask(0o077)  # databases owner-only, as the gateway requires (as bench.run does)
     with tempfile.TemporaryDirectory() as d:
         url = f"sqlite:///{Path(d) / 'gateway.db'}"
         seed_registry(url)
