@@ -9,9 +9,9 @@ package sharing
 
 import rego.v1
 
-_basis_fits_action if data.params.legal_bases[_basis][_action]
+_basis_fits_action if _params.legal_bases[_basis][_action]
 
-_basis_fits_kind if _kind in data.params.legal_bases[_basis][_action]
+_basis_fits_kind if _kind in _params.legal_bases[_basis][_action]
 
 
 _deny_basis contains _reason("R1.basis_not_for_share", concat("", ["legal basis ", _show(_basis), " does not allow SHARE"])) if {
@@ -69,7 +69,7 @@ _effective_reference := r if {
 	is_string(r)
 } else := _reference
 
-_exemption_known if _effective_code in data.params.exemption_codes
+_exemption_known if _effective_code in _params.exemption_codes
 
 _deny_basis contains _reason("R10.missing_exemption_code", "EXEMPTION needs an exemption code") if {
 	_basis == "EXEMPTION"
@@ -94,7 +94,7 @@ _deny_basis contains _reason("R10.missing_reference", "EXEMPTION needs a case or
 # an authority's request, ACQUIRER for a transfer; never an AD_PARTNER), and every category
 # and subject is inside the request's scope. Out of scope is refused, not trimmed: a legal
 # disclosure is all inside its order or not made (CONTRACT.md, "Legal requests").
-_lr_params := data.params.legal_requests
+_lr_params := _params.legal_requests
 
 _lr_kind := _lr_params.kind_by_basis[_basis]
 
@@ -249,7 +249,7 @@ _deny_basis contains _reason(_lr_code("reference_mismatch"), "the order's refere
 # (values: category -> keyed digest) of the remaining subjects; the records leave with no
 # subject reference
 # (decision.subject_ref "none"), so nothing links batches.
-_identity := {c | some c in data.params.identity_categories}
+_identity := {c | some c in _params.identity_categories}
 
 # Only records of subjects that remain count: a subject left out (R14 deleted, ...) does
 # not make a group large enough.
@@ -260,7 +260,7 @@ _qi_pairs := {[q.ref, q.values] | some q in _qis}
 
 _qi_groups := {p[1] | some p in _qi_pairs}
 
-_k := data.params.k_anonymity
+_k := _params.k_anonymity
 
 # Pigeonhole: more distinct combinations than pairs/k means some group has fewer than k
 # subjects, without counting each group (counting is O(pairs x groups)).
@@ -296,7 +296,7 @@ _deny_basis contains _reason("R16.not_k_anonymous", concat("", ["quasi-identifie
 # METADATA
 # description: The action, legal basis and recipient kind fit together and the basis-specific conditions (R8-R10, R16) hold.
 basis_ok if {
-	input.recipient.kind in data.params.legal_bases[input.request.legal_basis.kind][input.request.action]
+	input.recipient.kind in _params.legal_bases[input.request.legal_basis.kind][input.request.action]
 	not _basis_refused
 	legal_request_ok
 }
@@ -314,7 +314,7 @@ _basis_refused if {
 
 _basis_refused if {
 	input.request.legal_basis.kind == "EXEMPTION"
-	not _effective_code in data.params.exemption_codes
+	not _effective_code in _params.exemption_codes
 }
 
 _basis_refused if {
@@ -330,7 +330,7 @@ _basis_refused if {
 _basis_refused if {
 	input.request.legal_basis.kind == "DE_IDENTIFIED"
 	some c in input.request.categories
-	c in data.params.identity_categories
+	c in _params.identity_categories
 }
 
 _has_text(x) if {

@@ -91,7 +91,7 @@ deny contains _reason("R1.all_subjects_excluded", concat("", ["all ", format_int
 # other identity category is dropped. Removal wins over any other treatment. R4 lets
 # identity categories the agreement lists through for these purposes (minimality.rego) so
 # that consented identified sharing can happen.
-_ad_identity := data.params.ad_partner_identity
+_ad_identity := _params.ad_partner_identity
 
 _ad_pseudonymize := {c | some c in _ad_identity.pseudonymize}
 
@@ -101,7 +101,7 @@ _obligations_keeping(kept) := {
 	"generalize": generalize,
 } if {
 	_r5_applies
-	ids := {c | some c in input.request.categories; c in data.params.identity_categories; not c in kept}
+	ids := {c | some c in input.request.categories; c in _params.identity_categories; not c in kept}
 	drop := {c | some c in ids; not c in _ad_pseudonymize; not _ad_identity.generalize[c]}
 	generalize := {c: g | some c in ids; not c in _ad_pseudonymize; g := _ad_identity.generalize[c]}
 }
@@ -151,7 +151,7 @@ _consent_in_scope(s, c) if {
 #   purpose, a scope the share reads, a category that leaves): the consents the consent
 #   rules relied on. Empty under bases that need no consent.
 consents := {ref: ids |
-	not input.request.legal_basis.kind in data.params.consent_skipping_bases
+	not input.request.legal_basis.kind in _params.consent_skipping_bases
 	some s in input.subjects
 	ref := s.ref
 	ref in remaining
@@ -161,7 +161,7 @@ consents := {ref: ids |
 
 _region := input.request.destination_region if {
 	is_string(input.request.destination_region)
-	input.request.destination_region != data.params.home_region
+	input.request.destination_region != _params.home_region
 } else := object.get(_recipient, "region", "")
 
 _cross_border_exceptions := {ref: e |

@@ -11,7 +11,7 @@ package sharing
 
 import rego.v1
 
-_inspection := data.params.inspection
+_inspection := _params.inspection
 
 # Kinds a category may carry to this recipient kind: the kind's own entry if it has one,
 # else the default; a category in neither carries none.

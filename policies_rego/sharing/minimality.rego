@@ -11,16 +11,16 @@ import rego.v1
 # R4 x R5: for ad and analytics purposes every identity category counts as needed, so the
 # agreement alone decides whether it may be asked for; R5 then pseudonymises, generalises
 # or drops it unless the subject consented to identified sharing (decision.rego).
-_needed_for(c, p) if c in data.params.purposes[p]
+_needed_for(c, p) if c in _params.purposes[p]
 
 _needed_for(c, p) if {
-	p in data.params.ad_purposes
-	c in data.params.identity_categories
+	p in _params.ad_purposes
+	c in _params.identity_categories
 }
 
-_needed := {c | some c in data.params.purposes[_purpose]} | {c |
-	_purpose in data.params.ad_purposes
-	some c in data.params.identity_categories
+_needed := {c | some c in _params.purposes[_purpose]} | {c |
+	_purpose in _params.ad_purposes
+	some c in _params.identity_categories
 }
 
 _agreed := {c | some c in object.get(_agreement, "categories", [])}
@@ -30,7 +30,7 @@ _excess(requested, needed) := requested - needed
 # METADATA
 # description: R4 holds - the requested categories are needed for the purpose and in the agreement.
 minimal_ok if {
-	data.params.purposes[input.request.purpose]
+	_params.purposes[input.request.purpose]
 	agreed := input.recipient.agreement.categories
 	every c in input.request.categories {
 		_needed_for(c, input.request.purpose)

@@ -10,7 +10,7 @@ package sharing
 
 import rego.v1
 
-_kinds := data.params.recipient_kinds
+_kinds := _params.recipient_kinds
 
 # R2, §三.(一).5: registered (the gateway sends null for an unknown id).
 _recipient_registered if {
@@ -48,7 +48,7 @@ _deny_recipient contains _reason("R2.agreement_expired", concat("", ["recipient 
 # R3, §三.(一).4-5.
 _kind_known if _kinds[_kind]
 
-_purpose_known if data.params.purposes[_purpose]
+_purpose_known if _params.purposes[_purpose]
 
 _purpose_in_agreement if _purpose in _agreement.purposes
 
@@ -58,23 +58,23 @@ _purpose_in_kind if _purpose in _kinds[_kind].purposes
 # (§三.(一).4) only with fresh consent; subjects without it are excluded in subjects.rego.
 _affiliate_purpose_change if {
 	input.recipient.kind == "AFFILIATE"
-	data.params.purposes[input.request.purpose]
-	not input.request.purpose in data.params.recipient_kinds.AFFILIATE.purposes
+	_params.purposes[input.request.purpose]
+	not input.request.purpose in _params.recipient_kinds.AFFILIATE.purposes
 }
 
 # METADATA
 # description: R3 holds - the purpose is known, named by the agreement and allowed for the kind (or R7 applies).
 purpose_ok if {
-	data.params.purposes[input.request.purpose]
+	_params.purposes[input.request.purpose]
 	input.request.purpose in input.recipient.agreement.purposes
-	input.request.purpose in data.params.recipient_kinds[input.recipient.kind].purposes
+	input.request.purpose in _params.recipient_kinds[input.recipient.kind].purposes
 }
 
 purpose_ok if {
 	input.recipient.kind == "AFFILIATE"
-	data.params.purposes[input.request.purpose]
+	_params.purposes[input.request.purpose]
 	input.request.purpose in input.recipient.agreement.purposes
-	not input.request.purpose in data.params.recipient_kinds.AFFILIATE.purposes
+	not input.request.purpose in _params.recipient_kinds.AFFILIATE.purposes
 }
 
 _deny_purpose contains _reason("R3.unknown_recipient_kind", concat("", ["recipient kind ", _show(_kind), " is unknown"])) if {
@@ -101,7 +101,7 @@ _deny_purpose contains _reason("R3.purpose_not_for_kind", concat("", ["purpose "
 }
 
 # R15, §三.(一).5.(2): API/SDK security review and data-protection agreement, both current.
-_review_required if _kind in data.params.review_required_kinds
+_review_required if _kind in _params.review_required_kinds
 
 _review_current if _current(object.get(_recipient, "security_review_expires", ""))
 
@@ -109,10 +109,10 @@ _dpa_current if _current(object.get(_recipient, "dpa_expires", ""))
 
 # METADATA
 # description: R15 holds - no review is required for this kind, or both the review and the DPA are current.
-review_ok if not _kind in data.params.review_required_kinds
+review_ok if not _kind in _params.review_required_kinds
 
 review_ok if {
-	input.recipient.kind in data.params.review_required_kinds
+	input.recipient.kind in _params.review_required_kinds
 	_current(input.recipient.security_review_expires)
 	_current(input.recipient.dpa_expires)
 }
@@ -144,7 +144,7 @@ _caller_is_recipient if {
 # METADATA
 # description: R17 holds - a partner caller is the recipient, and only partners pull.
 caller_ok if {
-	input.caller.role in data.params.roles
+	input.caller.role in _params.roles
 	input.caller.role != "partner"
 	input.request.mode != "pull"
 }

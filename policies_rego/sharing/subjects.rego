@@ -29,15 +29,13 @@ _excluded_refs := {x.ref | some x in exclusions}
 # 衡量广告和服务的有效性"). Its obligations are in decision.rego.
 _r5_applies if _kind == "AD_PARTNER"
 
-_r5_applies if input.request.purpose in data.params.ad_purposes
+_r5_applies if input.request.purpose in _params.ad_purposes
 
 # Identity categories of this share that subject s consented to share identified with
 # this recipient for this purpose (given by the guardian for a minor).
-_kept_identity(s) := {x |
-	some x in input.request.categories
-	x in data.params.identity_categories
-	_covered(s, "IDENTIFIED_SHARING", x)
-}
+_kept_identity(s) := _request_identity - _uncovered(s, "IDENTIFIED_SHARING", _request_identity)
+
+_request_identity := {x | some x in input.request.categories; x in _params.identity_categories}
 
 # -- who the subject is (§六, §第一部分) -------------------------------------------------
 
@@ -45,18 +43,16 @@ _kept_identity(s) := {x |
 # presumed capable (§六 "在电子商务活动中我们推定您具有相应的民事行为能力"), so neither.
 _is_minor(s) if {
 	is_number(s.age)
-	s.age <= data.params.minor_max_age
+	s.age <= _params.minor_max_age
 }
 
 _is_child(s) if {
 	is_number(s.age)
-	s.age <= data.params.child_max_age
+	s.age <= _params.child_max_age
 }
 
 # Who must have given a consent for it to count for this subject.
-_giver(s) := "guardian" if _is_minor(s)
-
-_giver(s) := "subject" if not _is_minor(s)
+_giver(s) := "guardian" if _is_minor(s) else := "subject"
 
 # -- consents (R6): scoped by recipient, purpose and categories ---------------------------
 
@@ -79,22 +75,25 @@ _covers(c, _) if c.all_categories == true
 
 _covers(c, x) if x in c.categories
 
-# True when some consent of the scope covers category x for subject s.
-_covered(s, scope, x) if {
+# Categories in the set cats that no matching consent of the scope covers: none when one
+# covers every category, else those no matching consent lists (one pass over the consents,
+# not one per category; docs/adr/0001).
+_uncovered(s, scope, cats) := set() if {
+	some c in s.consents
+	c.all_categories == true
+	_consent_for(s, c, scope)
+} else := cats - _listed(s, scope)
+
+# Categories the matching consents of the scope list.
+_listed(s, scope) := {x |
 	some c in s.consents
 	_consent_for(s, c, scope)
-	_covers(c, x)
-}
-
-# Categories in cats that no matching consent of the scope covers.
-_uncovered(s, scope, cats) := {x |
-	some x in cats
-	not _covered(s, scope, x)
+	some x in c.categories
 }
 
 _has_consent(s, scope, cats) if count(_uncovered(s, scope, cats)) == 0
 
-_scope := data.params.action_consent_scope[_action]
+_scope := _params.action_consent_scope[_action]
 
 # -- what leaves ---------------------------------------------------------------------------
 
@@ -102,21 +101,19 @@ _scope := data.params.action_consent_scope[_action]
 # or generalised do not (a pseudonymised one does).
 _stripped(c) if {
 	_r5_applies
-	c in data.params.identity_categories
-	not c in data.params.ad_partner_identity.pseudonymize
+	c in _params.identity_categories
+	not c in _params.ad_partner_identity.pseudonymize
 }
 
 _leaving := {c | some c in input.request.categories; not _stripped(c)}
 
 # What leaves for subject s: R5 keeps the identity categories s consented to share
 # identified (decision.rego), so those leave too.
-_leaving_for(s) := _leaving | _kept_identity(s) if _r5_applies
+_leaving_for(s) := _leaving | _kept_identity(s) if _r5_applies else := _leaving
 
-_leaving_for(_) := _leaving if not _r5_applies
+_sensitive := {c | some c in _params.sensitive_categories}
 
-_sensitive := {c | some c in data.params.sensitive_categories}
-
-_user_initiated_ok := {c | input.request.legal_basis.kind == "USER_INITIATED"; some c in data.params.user_initiated_sensitive}
+_user_initiated_ok := {c | input.request.legal_basis.kind == "USER_INITIATED"; some c in _params.user_initiated_sensitive}
 
 # -- orders (R6 USER_INITIATED, R11 own order, R12 cross-border transaction) -------------
 
@@ -162,7 +159,7 @@ _merchant_share(s) if {
 # METADATA
 # description: Subjects left out of the share, one {ref, code, message} per subject and rule.
 exclusions contains {"ref": s.ref, "code": "R6.sensitive_without_consent", "message": msg} if {
-	not input.request.legal_basis.kind in data.params.consent_skipping_bases
+	not input.request.legal_basis.kind in _params.consent_skipping_bases
 	some s in input.subjects
 	not _is_child(s)
 	missing := _uncovered(s, _scope, (_leaving_for(s) & _sensitive) - _user_initiated_ok)
@@ -171,7 +168,7 @@ exclusions contains {"ref": s.ref, "code": "R6.sensitive_without_consent", "mess
 }
 
 exclusions contains {"ref": s.ref, "code": "R6.sensitive_without_consent", "message": msg} if {
-	not input.request.legal_basis.kind in data.params.consent_skipping_bases
+	not input.request.legal_basis.kind in _params.consent_skipping_bases
 	some s in input.subjects
 	_is_child(s)
 	missing := _uncovered(s, _scope, _leaving_for(s))
@@ -222,12 +219,12 @@ exclusions contains {"ref": s.ref, "code": "R9.no_disclosure_consent", "message"
 # own-order exception: the data is sensitive (R6).
 _own_order_exception(s) if {
 	not _is_child(s)
-	input.request.purpose in data.params.transaction_purposes
+	input.request.purpose in _params.transaction_purposes
 	_order_share(s)
 }
 
 exclusions contains {"ref": s.ref, "code": "R11.no_guardian_consent", "message": msg} if {
-	not input.request.legal_basis.kind in data.params.consent_skipping_bases
+	not input.request.legal_basis.kind in _params.consent_skipping_bases
 	some s in input.subjects
 	_is_minor(s)
 	not _own_order_exception(s)
@@ -242,12 +239,12 @@ exclusions contains {"ref": s.ref, "code": "R11.no_guardian_consent", "message":
 # cross-border transfer (CROSS_BORDER consent, possibly for all categories), or the subject
 # started a cross-border transaction - and then only that transaction's data to its
 # merchant and fulfilment partners. An empty or unknown region counts as abroad.
-_cross_border if not input.request.destination_region == data.params.home_region
+_cross_border if not input.request.destination_region == _params.home_region
 
-_cross_border if not object.get(_recipient, "region", "") == data.params.home_region
+_cross_border if not object.get(_recipient, "region", "") == _params.home_region
 
 _cross_border_transaction(s) if {
-	input.request.purpose in data.params.transaction_purposes
+	input.request.purpose in _params.transaction_purposes
 	_order_share(s)
 	every o in s.orders {
 		o.cross_border == true
@@ -280,7 +277,7 @@ exclusions contains {"ref": s.ref, "code": "R12.cross_border_not_authorised", "m
 # never makes a share more permissive, so the subject is left out of every share except
 # LEGAL_OBLIGATION and EXEMPTION (which read none of these facts).
 exclusions contains {"ref": s.ref, "code": "R1.unknown_subject", "message": "the registry holds no facts about the subject"} if {
-	not input.request.legal_basis.kind in data.params.consent_exempt_bases
+	not input.request.legal_basis.kind in _params.consent_exempt_bases
 	some s in input.subjects
 	not s.registered == true
 }
@@ -301,7 +298,7 @@ exclusions contains {"ref": s.ref, "code": "R13.ad_opt_out", "message": "subject
 # narrowed (the withdrawal reaches every recipient / purpose: the restrictive reading);
 # its categories are all when all_categories is true, else the ones it lists.
 exclusions contains {"ref": s.ref, "code": "R14.consent_withdrawn", "message": "subject withdrew consent"} if {
-	input.request.legal_basis.kind in data.params.consent_based_bases
+	input.request.legal_basis.kind in _params.consent_based_bases
 	some s in input.subjects
 	not s.consent_withdrawn == false
 }
@@ -322,7 +319,7 @@ _withdrawal_matches(w) if {
 }
 
 exclusions contains {"ref": s.ref, "code": "R14.consent_withdrawn", "message": "subject withdrew consent for this recipient, purpose or category"} if {
-	input.request.legal_basis.kind in data.params.consent_based_bases
+	input.request.legal_basis.kind in _params.consent_based_bases
 	some s in input.subjects
 	some w in s.withdrawals
 	_withdrawal_matches(w)
@@ -332,7 +329,7 @@ exclusions contains {"ref": s.ref, "code": "R14.consent_withdrawn", "message": "
 # kept by legal duty: LEGAL_OBLIGATION and EXEMPTION. USER_INITIATED, MERGER and
 # DE_IDENTIFIED shares leave it out too.
 exclusions contains {"ref": s.ref, "code": "R14.account_deleted", "message": "subject deleted the account"} if {
-	not input.request.legal_basis.kind in data.params.consent_exempt_bases
+	not input.request.legal_basis.kind in _params.consent_exempt_bases
 	some s in input.subjects
 	not s.account_deleted == false
 }
