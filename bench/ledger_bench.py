@@ -15,6 +15,16 @@ Measured, per backend (SQLite file in a temp dir; PostgreSQL in a throwaway data
 Medians of ``--runs`` runs (default 3). Then, on SQLite: build a large ledger through
 ``append``, time inclusion proofs at that size and one full ``verify_storage``.
 
+``--processes 1,2,4`` measures what one database sustains for durable batched appends from
+several processes (the shape of several gateway processes or hosts on one PostgreSQL): each
+process opens its own ``Ledger`` on the same database and appends from ``--threads``
+coroutines (``append_async``, one disclosure each) or, with ``--per-call N``, lists of N; the
+rate is all entries over the wall time from the common start to the last process's end.
+Afterwards the ledger is checked dense and fully verified. Each process also reports its
+transactions, entries per transaction, and how many of its batches found the tree extended
+by another process (the writer then reloads the frontier and re-checks the latest signed
+checkpoint before appending).
+
 ``--compare-signing`` measures what signing a checkpoint in every append transaction costs
 (ADR 0010): ``append_async`` and concurrent ``append`` rates with the ledger's writer and with
 the same writer signing nothing, alternating runs on one database (before/after in one run).
@@ -29,6 +39,7 @@ import os
 import platform
 import random
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -220,6 +231,122 @@ def bench_signing(backend: str, args: argparse.Namespace, tmp: Path) -> dict[str
     return out
 
 
+def _mp_appender(
+    url: str, keys_dir: str, n: int, tasks: int, per_call: int, start_at: float, out: Any
+) -> None:
+    """One process of ``--processes``: ``n`` entries from ``tasks`` coroutines, then its
+    figures (seconds, batches, entries, batches that had to reload the frontier) on ``out``."""
+    from ledger.writer import BatchWriter
+
+    reloads = [0]
+    original = BatchWriter._load_checked
+
+    def counting(self: BatchWriter, cur: Any, size: int) -> Any:
+        reloads[0] += 1
+        return original(self, cur, size)
+
+    BatchWriter._load_checked = counting  # type: ignore[method-assign]
+    batches: list[tuple[int, float]] = []
+    with Ledger.open(url, keys_dir=Path(keys_dir), origin="bench.local/ledger") as led:
+        led._sequencer.observers.append(lambda e, _s, secs: batches.append((e, secs)))
+        ds = [_disclosure(i) for i in range(per_call)]
+        calls = n // per_call // tasks
+
+        async def work() -> None:
+            for _ in range(calls):
+                await led.append_async(ds)
+
+        async def main() -> tuple[float, float]:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            t0 = time.time()
+            await asyncio.gather(*(work() for _ in range(tasks)))
+            return t0, time.time()
+
+        t0, t1 = asyncio.run(main())
+    commit = sorted(x for _, x in batches)
+    out.put(
+        {
+            "start": t0,
+            "end": t1,
+            "entries": calls * tasks * per_call,
+            "transactions": len(batches),
+            "frontier_reloads": reloads[0],
+            "commit_ms_p50": round(1000 * commit[len(commit) // 2], 2) if commit else 0,
+        }
+    )
+
+
+def bench_processes(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Durable appends/s on one database from 1..N processes (see the module docstring)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    out: dict[str, Any] = {}
+    backend = args.backends.split(",")[0]
+    for nproc in [int(x) for x in args.processes.split(",")]:
+        runs = []
+        for _ in range(args.runs):
+            with _database(backend, tmp, args.pg_admin_url) as url:
+                keys = tmp / f"keys-{uuid.uuid4().hex[:6]}"
+                with Ledger.open(url, keys_dir=keys, origin="bench.local/ledger") as led:
+                    led.append([_disclosure(0)])  # schema, keys and first checkpoint, once
+                    vkey = led.verifier_key
+                q = ctx.Queue()
+                start_at = time.time() + 2.0 + 0.5 * nproc
+                ps = [
+                    ctx.Process(
+                        target=_mp_appender,
+                        args=(
+                            url,
+                            str(keys),
+                            args.appends // nproc,
+                            args.threads,
+                            args.per_call,
+                            start_at,
+                            q,
+                        ),
+                    )
+                    for _ in range(nproc)
+                ]
+                for p in ps:
+                    p.start()
+                res = [q.get(timeout=900) for _ in ps]
+                for p in ps:
+                    p.join()
+                entries = sum(r["entries"] for r in res)
+                wall = max(r["end"] for r in res) - min(r["start"] for r in res)
+                txns = sum(r["transactions"] for r in res)
+                engine = sa.create_engine(url, poolclass=sa.NullPool)
+                try:
+                    with engine.connect() as c:
+                        n, hi, distinct = c.exec_driver_sql(
+                            "SELECT count(*), max(idx), count(DISTINCT idx) FROM ledger_entry"
+                        ).one()
+                    report = verify_storage(engine, vkey=vkey)
+                finally:
+                    engine.dispose()
+                runs.append(
+                    {
+                        "entries_per_s": round(entries / wall),
+                        "transactions_per_s": round(txns / wall),
+                        "entries_per_transaction": round(entries / max(1, txns), 1),
+                        "frontier_reload_pct": round(
+                            100 * sum(r["frontier_reloads"] for r in res) / max(1, txns), 1
+                        ),
+                        "commit_ms_p50": [r["commit_ms_p50"] for r in res],
+                        "dense": n == hi + 1 == distinct,
+                        "verified": report.ok,
+                    }
+                )
+                print(f"[{backend}] {nproc} processes: {json.dumps(runs[-1])}", flush=True)
+        med = sorted(runs, key=lambda r: r["entries_per_s"])[len(runs) // 2]
+        out[str(nproc)] = {**med, "runs": [r["entries_per_s"] for r in runs]}
+    out["backend"] = backend
+    out["coroutines_per_process"] = args.threads
+    out["entries_per_call"] = args.per_call
+    return out
+
+
 def _median(fn: Callable[[], float], runs: int) -> dict[str, Any]:
     values = [fn() for _ in range(runs)]
     return {"median": round(statistics.median(values)), "runs": [round(v) for v in values]}
@@ -351,7 +478,25 @@ def main() -> None:
         action="store_true",
         help="only measure appends with vs without the per-commit checkpoint signature",
     )
+    p.add_argument(
+        "--processes",
+        default="",
+        help="only measure appends from this many processes on one database, e.g. 1,2,4",
+    )
+    p.add_argument("--per-call", type=int, default=1, help="disclosures per append call")
     args = p.parse_args()
+    if args.processes:
+        with tempfile.TemporaryDirectory(prefix="ledger-bench-") as d:
+            res = {
+                "command": "python -m bench.ledger_bench " + " ".join(sys.argv[1:]),
+                "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                "loadavg_at_start": os.getloadavg(),
+                "processes": bench_processes(args, Path(d)),
+            }
+        out = args.output.with_name(f"ledger_processes_{args.per_call}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        return
     if args.quick:
         args.runs, args.appends, args.size, args.proofs = 1, 5_000, 50_000, 300
     res: dict[str, Any] = {
