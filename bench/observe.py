@@ -185,7 +185,6 @@ def _writer_on_loop(cls: Any) -> None:
     the appends of the handlers that ran since the last commit; the next commit is scheduled
     with ``call_soon`` after them.
     """
-    from ledger.errors import LedgerError
 
     def no_thread(self: Any) -> None:
         return None
@@ -215,12 +214,7 @@ def _writer_on_loop(cls: Any) -> None:
                     return
                 batch = self._queue.popleft()
                 self._pending -= batch.count
-            try:
-                t0 = time.perf_counter()
-                batch.receipts = self.write(batch.items)
-                self._observe(batch, time.perf_counter() - t0)
-            except LedgerError as e:
-                batch.error = e
+            self._commit(batch)
             for f in batch.waiters:
                 if not f.done():
                     f.set_result(None)

@@ -194,14 +194,18 @@ class Sequencer:
                     return  # closed and drained
                 batch = self._queue.popleft()  # later appends start a new batch
                 self._pending -= batch.count
-            try:
-                start = time.perf_counter()
-                batch.receipts = self.write(batch.items)
-                self._observe(batch, time.perf_counter() - start)
-            except LedgerError as e:
-                batch.error = e
-            except Exception as e:  # never let the writer die with callers waiting
-                err = LedgerError(f"internal error while appending: {type(e).__name__}: {e}")
-                err.__cause__ = e
-                batch.error = err
+            self._commit(batch)
             batch.finish()
+
+    def _commit(self, batch: _Batch) -> None:
+        """Write ``batch`` in one transaction: its receipts, or its error (never raises)."""
+        try:
+            start = time.perf_counter()
+            batch.receipts = self.write(batch.items)
+            self._observe(batch, time.perf_counter() - start)
+        except LedgerError as e:
+            batch.error = e
+        except Exception as e:  # never let the writer die with callers waiting
+            err = LedgerError(f"internal error while appending: {type(e).__name__}: {e}")
+            err.__cause__ = e
+            batch.error = err
