@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 import structlog
@@ -282,7 +283,20 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     # -- legal requests (R8, R10) -------------------------------------------------------
 
     def _record(self, r: LegalRequestRecord, rpc: str, now: datetime) -> None:
-        """Append the registry change to the ledger; it takes effect only after this."""
+        """Append a legal request's registration or revocation to the ledger."""
+        self._append_registry_change(
+            rpc,
+            now,
+            partner_id=r.recipient_id,
+            legal_basis=r.basis,
+            legal_reference=r.reference,
+            exemption_code=r.exemption_code,
+            legal_request_id=r.id,
+        )
+
+    def _append_registry_change(self, rpc: str, now: datetime, **entry: Any) -> None:
+        """Append a registry change by the calling admin to the ledger (mode ``registry``);
+        the change takes effect only after this returns."""
         principal = current_principal()
         self._ledger.append(
             [
@@ -293,12 +307,8 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
                     rpc=f"/partner_gateway.v1.AdminService/{rpc}",
                     caller=principal.id,
                     caller_role=str(principal.role),
-                    partner_id=r.recipient_id,
                     mode="registry",
-                    legal_basis=r.basis,
-                    legal_reference=r.reference,
-                    exemption_code=r.exemption_code,
-                    legal_request_id=r.id,
+                    **entry,
                 )
             ]
         )
@@ -359,25 +369,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         ``partner_id``, ``legal_grant.set`` or ``legal_grant.removed``), as registrations are."""
         check_grant_principal(request.principal)
         now = self._clock()
-        principal = current_principal()
-        self._ledger.append(
-            [
-                Disclosure(
-                    time=now,
-                    decision="ALLOW",
-                    request_id=current_request_id(),
-                    rpc="/partner_gateway.v1.AdminService/SetLegalGrant",
-                    caller=principal.id,
-                    caller_role=str(principal.role),
-                    partner_id=request.principal,
-                    mode="registry",
-                    record_type="legal_grant",
-                    reason_codes=("legal_grant.set" if request.granted else "legal_grant.removed",),
-                )
-            ]
+        self._append_registry_change(
+            "SetLegalGrant",
+            now,
+            partner_id=request.principal,
+            record_type="legal_grant",
+            reason_codes=("legal_grant.set" if request.granted else "legal_grant.removed",),
         )
         self._registry.legal.set_grant(
-            request.principal, granted=request.granted, by=principal.id, now=now
+            request.principal, granted=request.granted, by=current_principal().id, now=now
         )
         _log.info("legal_grant.set", principal=request.principal, granted=request.granted)
         return admin_pb2.AdminAck(
