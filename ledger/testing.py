@@ -6,9 +6,42 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ledger.checkpoint import NoteVerifier
+from ledger.cosignature import Cosigner
 from ledger.log import Ledger
+from ledger.witness.http import create_witness_server, serve_in_thread
+from ledger.witness.service import Witness, WitnessStore
+
+
+@dataclass(frozen=True)
+class RunningWitness:
+    """A witness serving HTTP on 127.0.0.1: its URL, its verifier key, the witness itself."""
+
+    url: str
+    vkey: str
+    witness: Witness
+
+
+@contextmanager
+def running_witness(
+    name: str, *, origin: str, log_vkey: str, store: Path
+) -> Iterator[RunningWitness]:
+    """Serve a new witness named ``name`` that trusts the log ``origin`` signed by
+    ``log_vkey``, on port 0, its state in ``store``; shut down on exit."""
+    w = Witness(
+        cosigner=Cosigner.generate(name),
+        logs={origin: [NoteVerifier.parse(log_vkey)]},
+        store=WitnessStore(store),
+    )
+    server, port = create_witness_server("127.0.0.1:0", w)
+    serve_in_thread(server)
+    try:
+        yield RunningWitness(url=f"http://127.0.0.1:{port}", vkey=w.cosigner.vkey, witness=w)
+    finally:
+        server.shutdown()
 
 
 @dataclass(frozen=True)

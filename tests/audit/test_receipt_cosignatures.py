@@ -12,11 +12,9 @@ from typer.testing import CliRunner
 from gateway.auditing import prove_entry, receipt_document, verify_receipt
 from gateway.cli.audit import app as audit_cli
 from ledger import Ledger, VerificationError
-from ledger.checkpoint import NoteVerifier
 from ledger.cosignature import Cosigner
+from ledger.testing import running_witness
 from ledger.witness.client import WitnessConfig
-from ledger.witness.http import create_witness_server, serve_in_thread
-from ledger.witness.service import Witness, WitnessStore
 from tests.ledger.conftest import ORIGIN, make_disclosure
 
 
@@ -26,22 +24,17 @@ def witnessed(tmp_path: Path) -> Iterator[tuple[Ledger, str]]:
     url = f"sqlite:///{tmp_path / 'led.db'}"
     with Ledger.open(url, keys_dir=tmp_path / "keys", origin=ORIGIN) as plain:
         vkey = plain.verifier_key
-    w = Witness(
-        cosigner=Cosigner.generate("witness.test/w1"),
-        logs={ORIGIN: [NoteVerifier.parse(vkey)]},
-        store=WitnessStore(tmp_path / "w1.db"),
-    )
-    server, port = create_witness_server("127.0.0.1:0", w)
-    serve_in_thread(server)
-    config = WitnessConfig(url=f"http://127.0.0.1:{port}", vkey=w.cosigner.vkey)
-    led = Ledger.open(
-        url, keys_dir=tmp_path / "keys", origin=ORIGIN, witnesses=[config], witness_interval_s=0
-    )
-    led.append([make_disclosure(i) for i in range(3)])
-    assert led.witness_publisher is not None and led.witness_publisher.publish().published
-    yield led, w.cosigner.vkey
-    led.close()
-    server.shutdown()
+    with running_witness(
+        "witness.test/w1", origin=ORIGIN, log_vkey=vkey, store=tmp_path / "w1.db"
+    ) as w:
+        config = WitnessConfig(url=w.url, vkey=w.vkey)
+        led = Ledger.open(
+            url, keys_dir=tmp_path / "keys", origin=ORIGIN, witnesses=[config], witness_interval_s=0
+        )
+        led.append([make_disclosure(i) for i in range(3)])
+        assert led.witness_publisher is not None and led.witness_publisher.publish().published
+        yield led, w.vkey
+        led.close()
 
 
 def test_receipt_checkpoint_is_the_published_one_and_its_cosignature_verifies(

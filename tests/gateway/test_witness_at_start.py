@@ -10,11 +10,8 @@ from gateway.demo import delivery_request
 from gateway.server import Gateway
 from gateway.settings import Settings
 from gateway.testing import running_gateway
-from ledger.checkpoint import NoteVerifier
-from ledger.cosignature import Cosigner
 from ledger.errors import WitnessRefusedError
-from ledger.witness.http import create_witness_server, serve_in_thread
-from ledger.witness.service import Witness, WitnessStore
+from ledger.testing import running_witness
 from partner_gateway.v1 import share_pb2_grpc
 from tests.ledger.test_tamper import _tamper
 
@@ -27,20 +24,13 @@ def test_gateway_restarted_on_a_restored_older_database_refuses_to_start(tmp_pat
     with running_gateway(data) as gw:
         origin, vkey = gw.gateway.ledger.origin, gw.gateway.ledger.verifier_key
         db = gw.gateway.settings.ledger_url
-    w = Witness(
-        cosigner=Cosigner.generate("witness.test/w1"),
-        logs={origin: [NoteVerifier.parse(vkey)]},
-        store=WitnessStore(tmp_path / "w1.db"),
-    )
-    server, port = create_witness_server("127.0.0.1:0", w)
-    serve_in_thread(server)
-    witnessed = {
-        "witnesses": [
-            {"name": "witness.test/w1", "url": f"http://127.0.0.1:{port}", "vkey": w.cosigner.vkey}
-        ],
-        "witness_interval_s": 3600,
-    }
-    try:
+    with running_witness(
+        "witness.test/w1", origin=origin, log_vkey=vkey, store=tmp_path / "w1.db"
+    ) as w:
+        witnessed = {
+            "witnesses": [{"name": "witness.test/w1", "url": w.url, "vkey": w.vkey}],
+            "witness_interval_s": 3600,
+        }
         with running_gateway(data, ledger=witnessed) as gw:
             share = share_pb2_grpc.ShareServiceStub(gw.channel("service", "checkout"))
             share.Share(delivery_request(), timeout=10)
@@ -77,5 +67,3 @@ def test_gateway_restarted_on_a_restored_older_database_refuses_to_start(tmp_pat
             assert gateway.ledger.size == restore_point
         finally:
             gateway.close()
-    finally:
-        server.shutdown()

@@ -18,11 +18,12 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from ledger import Disclosure, Ledger
-from ledger.checkpoint import Checkpoint, NoteSigner, NoteVerifier, SignedCheckpoint
+from ledger.checkpoint import Checkpoint, NoteSigner, SignedCheckpoint
 from ledger.cli import app
 from ledger.cosignature import Cosigner, split_note
 from ledger.errors import WitnessRefusedError
 from ledger.merkle import EMPTY_ROOT
+from ledger.testing import running_witness
 from ledger.witness.client import WitnessClient, WitnessConfig, fetch_witnessed
 from ledger.witness.http import create_witness_server, serve_in_thread
 from ledger.witness.service import SIZE_CONTENT_TYPE, Witness, WitnessStore, origin_hash
@@ -134,15 +135,13 @@ def _free_port() -> int:
 @pytest.fixture
 def witness_url(tmp_path: Path, keys_dir: Path, ledger: Ledger) -> Iterator[tuple[str, str]]:
     """A witness HTTP server on port 0 that trusts the test ledger's key: (url, vkey)."""
-    w = Witness(
-        cosigner=Cosigner.generate("witness.test/online"),
-        logs={ORIGIN: [NoteVerifier.parse(ledger.verifier_key)]},
-        store=WitnessStore(tmp_path / "online.db"),
-    )
-    server, port = create_witness_server("127.0.0.1:0", w)
-    serve_in_thread(server)
-    yield f"http://127.0.0.1:{port}", w.cosigner.vkey
-    server.shutdown()
+    with running_witness(
+        "witness.test/online",
+        origin=ORIGIN,
+        log_vkey=ledger.verifier_key,
+        store=tmp_path / "online.db",
+    ) as w:
+        yield w.url, w.vkey
 
 
 def _verify(url: str, keys_dir: Path, witness: tuple[str, str], *extra: str) -> dict[str, Any]:
