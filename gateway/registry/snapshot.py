@@ -205,36 +205,37 @@ class Snapshot:
         self._recipients: dict[str, Any] = {}
         self._subjects: OrderedDict[str, Any] = OrderedDict()
 
-    def at(self, version: int) -> None:
-        """Make the snapshot valid for ``version``: empty it if it holds another one."""
-        if version != self._version:
-            with self._lock:
-                if version != self._version:
-                    self._schemas = {}
-                    self._recipients = {}
-                    self._subjects = OrderedDict()
-                    self._version = version
+    def lookup(
+        self, version: int, record_type: str, partner_id: str, ids: Iterable[str]
+    ) -> tuple[Any, Any, dict[str, Any], list[str]]:
+        """What the snapshot holds for one share at ``version``: ``(schema, recipient,
+        cached subjects, ids not cached)``; ``MISSING`` for a schema or recipient not cached
+        (``None``: cached as absent). No partner is looked up for an empty ``partner_id``, no
+        subject for a schema cached as absent.
 
-    def schema(self, record_type: str) -> Any:
-        return self._schemas.get(record_type, _MISSING)
-
-    def recipient(self, partner_id: str) -> Any:
-        return self._recipients.get(partner_id, _MISSING)
-
-    def subjects(self, ids: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
-        """Cached facts (``None``: known to be absent) for ``ids``, and the ids not cached."""
-        found: dict[str, Any] = {}
-        missing: list[str] = []
-        cache = self._subjects
+        Checked and read under one lock: a snapshot at another version (older or newer) is
+        emptied first, so a share never sees rows stored under a version it did not read.
+        """
         with self._lock:
-            for sid in ids:
-                facts = cache.get(sid, _MISSING)
-                if facts is _MISSING:
-                    missing.append(sid)
-                else:
-                    cache.move_to_end(sid)
-                    found[sid] = facts
-        return found, missing
+            if version != self._version:
+                self._schemas = {}
+                self._recipients = {}
+                self._subjects = OrderedDict()
+                self._version = version
+            schema = self._schemas.get(record_type, _MISSING)
+            recipient = self._recipients.get(partner_id, _MISSING) if partner_id else None
+            found: dict[str, Any] = {}
+            missing: list[str] = []
+            if schema is not None:
+                cache = self._subjects
+                for sid in ids:
+                    facts = cache.get(sid, _MISSING)
+                    if facts is _MISSING:
+                        missing.append(sid)
+                    else:
+                        cache.move_to_end(sid)
+                        found[sid] = facts
+        return schema, recipient, found, missing
 
     def put(
         self,

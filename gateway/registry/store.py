@@ -249,11 +249,8 @@ class Registry:
         ids = list(dict.fromkeys(subject_ids))
         version = self._version.read()
         snap = self.snapshot
-        snap.at(version)
         missing = Snapshot.MISSING
-        schema = snap.schema(record_type)
-        partner = snap.recipient(partner_id) if partner_id else None
-        cached, unread = snap.subjects(ids) if schema is not None else ({}, [])
+        schema, partner, cached, unread = snap.lookup(version, record_type, partner_id, ids)
         if schema is missing or partner is missing or unread:
             with self._read() as reader:
                 new_schema: dict[str, Any] = {}

@@ -17,6 +17,7 @@ from gateway.errors import InvalidRequestError
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.registry import Registry, SchemaRecord, Withdrawal
 from gateway.registry import store as registry_store
+from gateway.registry.snapshot import Snapshot
 from gateway.security.identity import Principal, Role
 from gateway.security.keys import PseudonymKeys
 from gateway.settings import REPO_ROOT
@@ -221,7 +222,24 @@ def test_memory_stays_bounded_under_many_distinct_subjects(sqlite_url: str) -> N
             _, _, facts = registry.share_facts("customer_profile", "adco", ids[start : start + 5])
             assert set(facts) == {s for s in ids[start : start + 5] if s < subject_id(1_000)}
         assert len(registry.snapshot) <= 64 + 2  # subjects + one schema + one partner
-        cached, unread = registry.snapshot.subjects(ids[-5:])
+        version = registry._version.read()
+        _, _, cached, unread = registry.snapshot.lookup(version, "customer_profile", "", ids[-5:])
         assert not unread and set(cached) == set(ids[-5:])
     finally:
         registry.close()
+
+
+def test_a_share_never_reads_rows_stored_under_another_version() -> None:
+    """Share B read version 6 and filled the snapshot; share A, which read version 5 before
+    a withdrawal committed, stores what it read under 5. B's next look-up at version 6 must
+    not get A's rows (they may predate the withdrawal): the snapshot answers only for the
+    version it holds, and empties itself for any other."""
+    snap = Snapshot()
+    snap.lookup(6, "customer_profile", "adco", ["u1"])
+    snap.put(6, schemas={"customer_profile": {"tags": "t"}}, subjects={"u1": "fresh"})
+    snap.lookup(5, "customer_profile", "adco", ["u1"])  # A: an older version read
+    snap.put(5, schemas={"customer_profile": {"tags": "stale"}}, subjects={"u1": "stale"})
+    schema, _, cached, unread = snap.lookup(6, "customer_profile", "adco", ["u1"])
+    assert schema is Snapshot.MISSING and cached == {} and unread == ["u1"]
+    snap.put(6, subjects={"u1": "fresh"})
+    assert snap.lookup(6, "customer_profile", "adco", ["u1"])[2] == {"u1": "fresh"}
