@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol
 
 #: Category of the record's ``subject_id``; it always leaves as a per-partner pseudonym.
 SUBJECT_REF_CATEGORY = "user.account.id"
@@ -66,30 +66,17 @@ def pseudonym(key: bytes, category: str, value: str) -> str:
     return _mac(_keyed_prefix(key, category), value)
 
 
-def _mac(states: _HmacStates, value: str) -> str:
-    inner, outer = states[0].copy(), states[1].copy()
-    inner.update(value.encode())
-    outer.update(inner.digest())
-    return "ps_" + outer.digest()[:16].hex()
-
-
-_SHA256_BLOCK = 64
-_HmacStates: TypeAlias = "tuple[hashlib._Hash, hashlib._Hash]"
-_IPAD = bytes(b ^ 0x36 for b in range(256))
-_OPAD = bytes(b ^ 0x5C for b in range(256))
+def _mac(keyed: hmac.HMAC, value: str) -> str:
+    h = keyed.copy()
+    h.update(value.encode())
+    return "ps_" + h.digest()[:16].hex()
 
 
 @functools.lru_cache(maxsize=1024)
-def _keyed_prefix(key: bytes, category: str) -> _HmacStates:
-    """HMAC-SHA256 under ``key`` as its two hash states (RFC 2104 §2): the inner one after
-    ``K ⊕ ipad ‖ category ‖ 0x00``, the outer one after ``K ⊕ opad``. Copied per value,
-    never updated: two C-level copies instead of ``hmac.HMAC.copy`` (~0.6 µs less per
-    pseudonym; ``tests/gateway/test_enforcement.py`` checks equality with ``hmac``)."""
-    k = hashlib.sha256(key).digest() if len(key) > _SHA256_BLOCK else key
-    k = k.ljust(_SHA256_BLOCK, b"\x00")
-    inner = hashlib.sha256(k.translate(_IPAD))
-    inner.update(category.encode() + b"\x00")
-    return inner, hashlib.sha256(k.translate(_OPAD))
+def _keyed_prefix(key: bytes, category: str) -> hmac.HMAC:
+    """HMAC-SHA256 under ``key`` that has absorbed ``category ‖ 0x00``: copied per value,
+    never updated (the key schedule and the category run once per (key, category))."""
+    return hmac.new(key, category.encode() + b"\x00", hashlib.sha256)
 
 
 def age_in_years(birth_date: str, today: date) -> int | None:
