@@ -199,7 +199,7 @@ class Snapshot:
     def __init__(self, *, max_subjects: int = 32_768, max_entries: int = 4_096) -> None:
         self._lock = threading.Lock()
         self._version: int | None = None
-        self.max_subjects = max_subjects
+        self._max_subjects = max_subjects
         self._max_entries = max_entries
         self._schemas: dict[str, Any] = {}
         self._recipients: dict[str, Any] = {}
@@ -245,7 +245,8 @@ class Snapshot:
         recipients: dict[str, Any] | None = None,
         subjects: dict[str, Any] | None = None,
     ) -> None:
-        """Store rows read after ``version`` was read (dropped if the version moved on)."""
+        """Store rows read after ``version`` was read (dropped if the version moved on);
+        subjects only from a share naming at most a quarter of ``max_subjects``."""
         with self._lock:
             if version != self._version:
                 return
@@ -254,10 +255,12 @@ class Snapshot:
                     if len(cache) + len(rows) > self._max_entries:
                         cache.clear()
                     cache.update(rows)
-            if subjects and len(subjects) <= self.max_subjects:
+            # A bulk share (more than a quarter of the bound) passes by: its subjects would
+            # push out everyone else's.
+            if subjects and len(subjects) <= self._max_subjects // 4:
                 cache_s = self._subjects
                 cache_s.update(subjects)
-                while len(cache_s) > self.max_subjects:
+                while len(cache_s) > self._max_subjects:
                     cache_s.popitem(last=False)
 
     def __len__(self) -> int:

@@ -266,9 +266,7 @@ class Registry:
                     read = dict.fromkeys(unread)
                     read.update(_subjects(reader, unread, self._tombstone_key))
                     cached.update(read)
-            # Bulk shares pass by: their subjects would push out everyone else's.
-            keep = read if len(read) <= snap.max_subjects // 4 else None
-            snap.put(version, schemas=new_schema, recipients=new_partner, subjects=keep)
+            snap.put(version, schemas=new_schema, recipients=new_partner, subjects=read)
         facts = {sid: f for sid, f in cached.items() if f is not None}
         return schema, partner, facts
 

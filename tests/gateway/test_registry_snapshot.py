@@ -243,3 +243,14 @@ def test_a_share_never_reads_rows_stored_under_another_version() -> None:
     assert schema is Snapshot.MISSING and cached == {} and unread == ["u1"]
     snap.put(6, subjects={"u1": "fresh"})
     assert snap.lookup(6, "customer_profile", "adco", ["u1"])[2] == {"u1": "fresh"}
+
+
+def test_a_bulk_share_does_not_push_everyone_else_out() -> None:
+    """Subjects of a share naming more than a quarter of the bound are not kept; the
+    subjects already cached stay."""
+    snap = Snapshot(max_subjects=100)
+    snap.lookup(1, "customer_profile", "", [])
+    snap.put(1, subjects={f"u{i}": i for i in range(25)})
+    snap.put(1, subjects={f"bulk{i}": i for i in range(26)})
+    _, _, cached, unread = snap.lookup(1, "customer_profile", "", ["u0", "u24", "bulk0"])
+    assert set(cached) == {"u0", "u24"} and unread == ["bulk0"]
