@@ -52,6 +52,13 @@ MAX_DECISION_ID = 64
 _PACKAGE = re.compile(r"^package\s+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 
 
+def _revision_in(doc: object) -> str:
+    """The ``revision`` of a bundle manifest or provenance entry as OPA sent it; "" when it
+    has none or the server answers another shape ("" is never a revision: fail closed)."""
+    revision = doc.get("revision") if isinstance(doc, dict) else None
+    return revision if isinstance(revision, str) else ""
+
+
 def policy_id(path: str) -> str:
     """The OPA policy id of the module at relative ``path`` (``sharing/decision.rego``)."""
     return f"{POLICY_ID_PREFIX}/{path}"
@@ -179,7 +186,7 @@ class OpaServerEngine:
         if not isinstance(bundles, dict):
             raise PolicyEngineError("OPA server answered data.system.bundles with no object")
         return {
-            str(name): str(b.get("manifest", {}).get("revision", ""))
+            str(name): _revision_in(b.get("manifest"))
             for name, b in bundles.items()
             if isinstance(b, dict)
         }
@@ -281,8 +288,12 @@ class OpaServerEngine:
         if not isinstance(answer, dict) or "result" not in answer:
             raise PolicyEngineError("OPA server returned no result for sharing/decision")
         if self._bundle_mode:
-            bundles = (answer.get("provenance") or {}).get("bundles") or {}
-            served = {str(b.get("revision")) for b in bundles.values() if isinstance(b, dict)}
+            provenance = answer.get("provenance")
+            bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+            served = (
+                {_revision_in(b) for b in bundles.values()} if isinstance(bundles, dict) else set()
+            )
+            served.discard("")
             if revision not in served:
                 raise PolicyEngineError(
                     f"OPA answered from bundle revision(s) {sorted(served) or 'none'}, "

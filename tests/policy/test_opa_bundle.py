@@ -205,6 +205,37 @@ def test_opa_serving_a_doctored_bundle_under_our_revision_is_refused(
             OpaServerEngine(policy_dir=POLICY_DIR, url=opa.url, timeout_s=5.0, bundle_mode=True)
 
 
+@pytest.mark.parametrize(
+    "lie", ["x", [1], {"bundles": [1]}, {"bundles": {"b": "x"}}, {"bundles": {"b": {}}}]
+)
+def test_lying_opa_provenance_is_an_engine_error(tmp_path: Path, lie: Any) -> None:
+    """A provenance of another shape (a lying or broken OPA) fails closed as an engine error."""
+    with FakeOpa() as opa:
+        opa.load_bundle(write_archive(load_bundle(POLICY_DIR), tmp_path / "bundle.tar.gz"))
+        engine = OpaServerEngine(
+            policy_dir=POLICY_DIR, url=opa.url, timeout_s=5.0, bundle_mode=True
+        )
+        real_query = opa.query
+
+        def lying(path: list[str], input: Any, *, provenance: bool = False) -> Any:
+            status, answer = real_query(path, input, provenance=provenance)
+            return status, dict(answer, provenance=lie)
+
+        opa.query = lying  # type: ignore[method-assign]
+        with pytest.raises(PolicyEngineError, match="expected"):
+            engine.decide(ALLOWED)
+
+
+@pytest.mark.parametrize("manifest", ["x", None, [1], {"revision": 7}])
+def test_lying_opa_bundle_manifest_is_refused_at_load(tmp_path: Path, manifest: Any) -> None:
+    """A bundle manifest of another shape in data.system.bundles is no served revision."""
+    with FakeOpa() as opa:
+        opa.load_bundle(write_archive(load_bundle(POLICY_DIR), tmp_path / "bundle.tar.gz"))
+        opa.bundles = {"bundle.tar.gz": {"manifest": manifest}}
+        with pytest.raises(PolicyLoadError, match="expected"):
+            OpaServerEngine(policy_dir=POLICY_DIR, url=opa.url, timeout_s=5.0, bundle_mode=True)
+
+
 def test_opa_with_unrelated_policies_beside_the_bundle_is_accepted(tmp_path: Path) -> None:
     """Modules of other packages (another tenant's) on the same OPA do not fail the check."""
     with FakeOpa() as opa:
