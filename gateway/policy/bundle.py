@@ -90,7 +90,12 @@ def _hash_pairs(pairs: list[tuple[str, bytes]]) -> str:
     return h.hexdigest()[:REVISION_HEX_CHARS]
 
 
-def _mount(data: dict[str, Any], mount: list[str], value: Any, rel: str) -> None:
+def mount_data(data: dict[str, Any], mount: list[str], value: Any, rel: str) -> None:
+    """Merge the ``data.json`` at ``rel`` (its ``value``) into ``data`` at path ``mount``.
+
+    Raises:
+        PolicyLoadError: a root file that is not an object, or a path or key defined twice.
+    """
     if not mount:
         if not isinstance(value, dict):
             raise PolicyLoadError(f"{rel}: a root data.json must hold a JSON object")
@@ -151,7 +156,7 @@ def load_bundle(root: Path, *, include_tests: bool = False) -> PolicyBundle:
                     value = json.loads(body.decode("utf-8"))
                 except json.JSONDecodeError as e:
                     raise PolicyLoadError(f"{rel}: invalid JSON: {e}") from e
-                _mount(data, mount, value, rel)
+                mount_data(data, mount, value, rel)
                 data_files[rel] = "/".join(mount)
         tests = (
             tuple(

@@ -30,7 +30,7 @@ from typing import Any
 import jwt
 
 from gateway.errors import PolicyLoadError
-from gateway.policy.bundle import PolicyBundle
+from gateway.policy.bundle import PolicyBundle, mount_data
 
 MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
@@ -208,12 +208,12 @@ def read_archive(path: Path, *, verify_key: bytes | str | None = None) -> Bundle
         manifest = json.loads(files.get(MANIFEST, b"{}"))
         data: dict[str, Any] = {}
         for name, body in sorted(files.items()):
-            if name.endswith("data.json"):
-                node = data
-                for key in [p for p in name.split("/")[:-1] if p]:
-                    node = node.setdefault(key, {})
-                node.update(json.loads(body))
+            *mount, base = name.split("/")
+            if base == "data.json":  # mounted as the policy directory mounts it
+                mount_data(data, [p for p in mount if p], json.loads(body), name)
         modules = {n: b.decode() for n, b in files.items() if n.endswith(".rego")}
-    except (ValueError, UnicodeDecodeError, AttributeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise PolicyLoadError(f"{path}: unreadable bundle file: {e}") from e
+    if not isinstance(manifest, dict):
+        raise PolicyLoadError(f"{path}: {MANIFEST} is not a JSON object")
     return BundleArchive(modules=modules, data=data, manifest=manifest, signed=SIGNATURES in files)

@@ -152,6 +152,25 @@ def test_tampered_or_foreign_bundle_is_refused(tmp_path: Path) -> None:
         read_archive(unsigned, verify_key=public)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"/data.json": b"[1]"},
+        {"/params/data.json": b"[1]"},
+        {"/data.json": b'{"params": {"k_anonymity": 1}}'},
+        {"/params/data.json": b"{not json"},
+        {"/.manifest": b"[1]"},
+    ],
+)
+def test_malformed_bundle_archive_is_a_load_error(tmp_path: Path, change: dict[str, bytes]) -> None:
+    """Data that is no object, defined twice or not JSON, or a manifest that is no object,
+    is refused as a load error (never a silent overwrite or a crash)."""
+    archive = write_archive(load_bundle(POLICY_DIR), tmp_path / "bundle.tar.gz")
+    _rewrite(archive, change)
+    with pytest.raises(PolicyLoadError):
+        read_archive(archive)
+
+
 def test_opa_serving_the_bundle_is_checked_and_decisions_carry_its_ids(tmp_path: Path) -> None:
     """Bundle mode: the revision OPA serves is checked; each decision has OPA's decision_id."""
     private, public = KEYS["ES256"]
