@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.policy_engines import ROOT, _inputs
+from bench.policy_engines import _CASES, ROOT, _inputs
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.policy.opa_go import OpaGoEngine
 
@@ -76,12 +75,11 @@ def main() -> int:
     for name, d in dirs.items():
         engines[(name, "regorus")] = EmbeddedEngine(policy_dir=d).evaluate
         engines[(name, "opa")] = OpaGoEngine(policy_dir=d).evaluate
-    cases = json.loads((ROOT / "tests/policy/golden/cases.json").read_text())["cases"]
+    cases = _CASES
+    expected = [engines[("before", "regorus")](c["input"]).comparable() for c in cases]
     for key, decide in engines.items():
         differ = sum(
-            decide(c["input"]).comparable()
-            != engines[("before", "regorus")](c["input"]).comparable()
-            for c in cases
+            decide(c["input"]).comparable() != e for c, e in zip(cases, expected, strict=True)
         )
         print(f"{key[0]:6s} {key[1]:7s}: {len(cases)} golden cases, {differ} differ")
         if differ:
