@@ -391,6 +391,10 @@ def build_policy_input(
         "role": str(principal.role),
         "partner_id": principal.partner_id or "",
     }
+    # Only the consents that can count for this share: the policy accepts a consent only for
+    # the recipient and purpose it names (R6), so the others are neither the policy's
+    # business nor worth checking (each costs the input gate a dozen checks per subject).
+    consent_scope = (recipient.id if recipient is not None else "", order.purpose)
     subjects = [
         _subject_input(
             ref,
@@ -398,6 +402,7 @@ def build_policy_input(
             order_ids.get(sid, {}),
             all_in_orders=sid not in outside_orders,
             today=today,
+            consent_scope=consent_scope,
         )
         for sid, ref in refs.items()
     ]
@@ -480,6 +485,7 @@ def _subject_input(
     *,
     all_in_orders: bool,
     today: date,
+    consent_scope: tuple[str, str],
 ) -> dict[str, Any]:
     registered = facts is not None
     facts = facts or SubjectFacts(subject_id="")
@@ -513,6 +519,7 @@ def _subject_input(
                 "given_by": str(c.given_by),
             }
             for c in facts.consents
+            if (c.recipient_id, c.purpose) == consent_scope
         ],
         "withdrawals": [
             {

@@ -138,11 +138,24 @@ _read_scopes contains "IDENTIFIED_SHARING" if _r5_applies
 
 _read_scopes contains "CROSS_BORDER" if _cross_border
 
-_consent_in_scope(s, c) if {
+# Consent c of subject s is in scope: of a scope this share reads, matching (_consent_for),
+# and covering a category that leaves for s (leaving: _leaving_for(s), computed once per
+# subject by the caller, not once per consent).
+_consent_in_scope(s, c, leaving) if {
+	c.recipient == _recipient_id # the cheapest test first: many consents name another recipient
 	c.scope in _read_scopes
 	_consent_for(s, c, c.scope)
-	some x in _leaving_for(s)
-	_covers(c, x)
+	_covers_some(c, leaving)
+}
+
+_covers_some(c, leaving) if {
+	c.all_categories == true
+	count(leaving) > 0
+}
+
+_covers_some(c, leaving) if {
+	some x in c.categories
+	x in leaving
 }
 
 # METADATA
@@ -155,7 +168,8 @@ consents := {ref: ids |
 	some s in input.subjects
 	ref := s.ref
 	ref in remaining
-	ids := sort({c.id | some c in s.consents; _consent_in_scope(s, c)})
+	leaving := _leaving_for(s)
+	ids := sort({c.id | some c in s.consents; _consent_in_scope(s, c, leaving)})
 	count(ids) > 0
 }
 

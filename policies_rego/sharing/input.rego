@@ -386,46 +386,36 @@ input_well_formed if {
 	}
 	_recipient_well_formed
 	is_array(input.subjects)
+	# Per subject and per element, the key types are compared as one list (one comparison
+	# instead of a check per key: this runs for every subject of every share).
 	every s in input.subjects {
-		is_string(s.ref)
-		is_boolean(s.registered)
+		[
+			type_name(s.ref), type_name(s.registered), type_name(s.ad_opt_out),
+			type_name(s.consent_withdrawn), type_name(s.account_deleted),
+			type_name(s.all_records_in_orders), type_name(s.orders), type_name(s.consents),
+			type_name(s.withdrawals),
+		] == ["string", "boolean", "boolean", "boolean", "boolean", "boolean", "array", "array", "array"]
 		type_name(s.age) in {"number", "null"}
-		is_boolean(s.ad_opt_out)
-		is_boolean(s.consent_withdrawn)
-		is_boolean(s.account_deleted)
-		is_boolean(s.all_records_in_orders)
-		is_array(s.orders)
 		every o in s.orders {
-			is_string(o.id)
-			is_string(o.merchant)
-			is_array(o.fulfilment)
+			[type_name(o.id), type_name(o.merchant), type_name(o.fulfilment), type_name(o.cross_border)] == ["string", "string", "array", "boolean"]
 			every f in o.fulfilment {
 				is_string(f)
 			}
-			is_boolean(o.cross_border)
 		}
-		is_array(s.consents)
 		every c in s.consents {
-			is_string(c.id)
-			is_string(c.recipient)
-			is_string(c.purpose)
-			is_string(c.scope)
-			is_array(c.categories)
+			[
+				type_name(c.id), type_name(c.recipient), type_name(c.purpose), type_name(c.scope),
+				type_name(c.categories), type_name(c.all_categories), type_name(c.given_by),
+			] == ["string", "string", "string", "string", "array", "boolean", "string"]
 			every x in c.categories {
 				is_string(x)
 			}
-			is_boolean(c.all_categories)
-			is_string(c.given_by)
 		}
-		is_array(s.withdrawals)
 		every w in s.withdrawals {
-			is_string(w.recipient)
-			is_string(w.purpose)
-			is_array(w.categories)
+			[type_name(w.recipient), type_name(w.purpose), type_name(w.categories), type_name(w.all_categories)] == ["string", "string", "array", "boolean"]
 			every x in w.categories {
 				is_string(x)
 			}
-			is_boolean(w.all_categories)
 		}
 	}
 }

@@ -57,16 +57,22 @@ _giver(s) := "guardian" if _is_minor(s) else := "subject"
 # -- consents (R6): scoped by recipient, purpose and categories ---------------------------
 
 # True when consent c of subject s is of the scope and names exactly this recipient and
-# this purpose, and was given by the right person.
+# this purpose, and was given by the right person. A consent naming "" (or a non-string)
+# matches nothing: _named holds only for a non-empty string recipient id and purpose, so
+# equality with them implies both (checked once per share, not once per consent).
 _consent_for(s, c, scope) if {
 	c.scope == scope
-	is_string(c.recipient)
-	c.recipient != ""
 	c.recipient == _recipient_id
-	is_string(c.purpose)
-	c.purpose != ""
 	c.purpose == input.request.purpose
+	_named
 	c.given_by == _giver(s)
+}
+
+_named if {
+	is_string(_recipient_id)
+	_recipient_id != ""
+	is_string(input.request.purpose)
+	input.request.purpose != ""
 }
 
 # A consent covers a category it lists, or every category when all_categories is true.
@@ -79,6 +85,8 @@ _covers(c, x) if x in c.categories
 # covers every category, else those no matching consent lists (one pass over the consents,
 # not one per category; docs/adr/0001).
 _uncovered(s, scope, cats) := set() if {
+	count(cats) == 0
+} else := set() if {
 	some c in s.consents
 	c.all_categories == true
 	_consent_for(s, c, scope)
@@ -109,11 +117,26 @@ _leaving := {c | some c in input.request.categories; not _stripped(c)}
 
 # What leaves for subject s: R5 keeps the identity categories s consented to share
 # identified (decision.rego), so those leave too.
-_leaving_for(s) := _leaving | _kept_identity(s) if _r5_applies else := _leaving
+_leaving_for(s) := _leaving | _kept_identity(s) if {
+	_r5_applies
+	_has_identified_scope(s)
+} else := _leaving
+
+# Cheap test before _kept_identity: without a consent of scope IDENTIFIED_SHARING nothing is
+# kept (most subjects; the scoped checks run only for those that have one).
+_has_identified_scope(s) if {
+	some c in s.consents
+	c.scope == "IDENTIFIED_SHARING"
+}
 
 _sensitive := {c | some c in _params.sensitive_categories}
 
 _user_initiated_ok := {c | input.request.legal_basis.kind == "USER_INITIATED"; some c in _params.user_initiated_sensitive}
+
+# Sensitive categories of this share that need consent: what leaves for any subject is a
+# subset of the request's categories, so when this is empty R6 cannot leave an adult out
+# (checked once per share instead of once per subject).
+_sensitive_requested := (_categories & _sensitive) - _user_initiated_ok
 
 # -- orders (R6 USER_INITIATED, R11 own order, R12 cross-border transaction) -------------
 
@@ -160,9 +183,10 @@ _merchant_share(s) if {
 # description: Subjects left out of the share, one {ref, code, message} per subject and rule.
 exclusions contains {"ref": s.ref, "code": "R6.sensitive_without_consent", "message": msg} if {
 	not input.request.legal_basis.kind in _params.consent_skipping_bases
+	count(_sensitive_requested) > 0
 	some s in input.subjects
 	not _is_child(s)
-	missing := _uncovered(s, _scope, (_leaving_for(s) & _sensitive) - _user_initiated_ok)
+	missing := _uncovered(s, _scope, _leaving_for(s) & _sensitive_requested)
 	count(missing) > 0
 	msg := concat("", ["no explicit consent to share sensitive categories: ", concat(", ", sort(missing))])
 }
