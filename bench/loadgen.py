@@ -16,8 +16,10 @@ so it steals as little CPU from the server as possible on a small machine. Only 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing as mp
 import os
+import random
 import statistics
 import time
 from collections import Counter
@@ -36,6 +38,9 @@ class LoadSpec:
     pki: str
     method: str
     payload: bytes
+    #: When set, calls send these in turn instead of ``payload`` (each process starting at
+    #: its own offset): requests that differ call to call, as real traffic does.
+    rotation: tuple[bytes, ...] = ()
     identity: str = "service-checkout"
     processes: int = 2
     concurrency: int = 16  # per process (closed loop)
@@ -90,9 +95,13 @@ async def _worker(spec: LoadSpec, start_at: float) -> tuple[list[float], Counter
     measure_from = t0 + spec.warmup_s
     end = measure_from + spec.duration_s
 
+    rotation = spec.rotation or (spec.payload,)
+    sent = itertools.count(random.randrange(len(rotation)))
+
     async def one(i: int, scheduled: float) -> None:
+        payload = rotation[next(sent) % len(rotation)]
         try:
-            await calls[i % len(calls)](spec.payload, timeout=spec.timeout_s, metadata=md)
+            await calls[i % len(calls)](payload, timeout=spec.timeout_s, metadata=md)
             code = "OK"
         except grpc.aio.AioRpcError as e:
             code = e.code().name

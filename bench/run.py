@@ -42,7 +42,13 @@ import sqlalchemy as sa
 
 from bench import procs
 from bench.loadgen import LoadResult, LoadSpec, run_load
-from bench.workload import ad_share, bulk_chunks, logistics_share, seed_registry
+from bench.workload import (
+    ad_share,
+    bulk_chunks,
+    distinct_ad_shares,
+    logistics_share,
+    seed_registry,
+)
 
 Scenario = Callable[[], dict[str, Any]]
 
@@ -108,6 +114,7 @@ class Bench:
         self.pg_urls: list[str] = []
         self.configs: dict[str, Path] = {}
         self.ad5 = ad_share(5).SerializeToString()
+        self.ad5_distinct = tuple(r.SerializeToString() for r in distinct_ad_shares(5))
         self.logistics = logistics_share().SerializeToString()
         self._bulk_runs = 0
         self.checks: dict[str, dict[str, Any]] | None = None
@@ -293,6 +300,7 @@ class Bench:
             "echo-sync": closed("echo-sync", procs.ECHO_METHOD, ad5),
             "echo-aio": closed("echo-aio", procs.ECHO_METHOD, ad5),
             "share-ad5-sqlite": closed("gw-sqlite", SHARE, ad5),
+            "share-ad5-distinct": closed("gw-sqlite", SHARE, ad5, rotation=self.ad5_distinct),
             "share-logistics-sqlite": closed("gw-sqlite", SHARE, logistics),
             "evaluate-ad5": closed("gw-sqlite", EVALUATE, ad5),
             "share-ad5-rate-500": open_loop(500),
@@ -411,6 +419,9 @@ LABELS = {
     "echo-sync": "Raw echo, sync `grpc.server` (reference, same sizes, mTLS)",
     "echo-aio": "Raw echo, `grpc.aio` (reference only)",
     "share-ad5-sqlite": "Share, 5 records to ad partner (SQLite ledger, embedded regorus)",
+    "share-ad5-distinct": (
+        "Share, 5 records to ad partner, other subjects every call (decided afresh, SQLite)"
+    ),
     "share-logistics-sqlite": "Share, 1 order to logistics partner (SQLite)",
     "evaluate-ad5": "Evaluate only, 5 records (recorded, nothing disclosed)",
     "share-ad5-opa": "Share, 5 records, OPA-server path (fake_opa: regopy stand-in, not OPA)",

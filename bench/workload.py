@@ -122,8 +122,15 @@ def ad_share(n: int = 5, *, offset: int = 0, partner: str = "adco") -> share_pb2
         action=share_pb2.ACTION_SHARE,
         legal_basis=share_pb2.LegalBasis(kind=share_pb2.LEGAL_BASIS_KIND_AUTHORIZED_PARTNER),
         record_type="customer_profile",
-        records=[ad_record(offset + i) for i in range(n)],
+        records=[ad_record((offset + i) % BULK_SUBJECTS) for i in range(n)],
     )
+
+
+def distinct_ad_shares(n: int = 5) -> list[share_pb2.ShareRequest]:
+    """``ad_share(n)`` of every run of ``n`` consecutive bench subjects: each a different
+    policy input, more of them than the decision cache keeps (8,192), so a load sending them
+    in turn is decided afresh on every call, as real traffic is."""
+    return [ad_share(n, offset=k) for k in range(BULK_SUBJECTS)]
 
 
 def logistics_share() -> share_pb2.ShareRequest:
