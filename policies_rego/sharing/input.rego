@@ -357,26 +357,24 @@ _malformed contains m if {
 #   The gate (R1): every key the policy reads is present with its contract type. Written
 #   with direct references (an absent key makes it false) to keep the allowing path short.
 input_well_formed if {
-	is_string(input.contract)
-	is_string(input.today)
-	is_string(input.caller.principal)
-	is_string(input.caller.role)
-	is_string(object.get(input.caller, "partner_id", ""))
-	is_boolean(object.get(input.caller, "legal_grant", false))
-	is_string(input.request.mode)
-	is_string(input.request.action)
-	is_string(input.request.purpose)
-	is_string(input.request.legal_basis.kind)
-	is_string(input.request.legal_basis.reference)
-	is_string(input.request.legal_basis.exemption_code)
-	is_string(object.get(input.request, "record_type", ""))
+	[
+		type_name(input.contract), type_name(input.today), type_name(input.caller.principal),
+		type_name(input.caller.role), type_name(object.get(input.caller, "partner_id", "")),
+		type_name(object.get(input.caller, "legal_grant", false)), type_name(input.request.mode),
+		type_name(input.request.action), type_name(input.request.purpose),
+		type_name(input.request.legal_basis.kind), type_name(input.request.legal_basis.reference),
+		type_name(input.request.legal_basis.exemption_code),
+		type_name(object.get(input.request, "record_type", "")),
+		type_name(input.request.destination_region), type_name(input.request.categories),
+		type_name(input.request.quasi_identifiers),
+	] == [
+		"string", "string", "string", "string", "string", "boolean", "string", "string", "string",
+		"string", "string", "string", "string", "string", "array", "array",
+	]
 	_legal_request_well_formed
-	is_string(input.request.destination_region)
-	is_array(input.request.categories)
 	every c in input.request.categories {
 		is_string(c)
 	}
-	is_array(input.request.quasi_identifiers)
 	every q in input.request.quasi_identifiers {
 		is_string(q.ref)
 		is_object(q.values)
@@ -433,24 +431,23 @@ _legal_request_well_formed if {
 _recipient_well_formed if input.recipient == null
 
 _recipient_well_formed if {
-	is_string(input.recipient.id)
-	is_string(input.recipient.kind)
-	is_boolean(input.recipient.active)
-	is_string(input.recipient.region)
-	is_string(input.recipient.security_review_expires)
-	is_string(input.recipient.dpa_expires)
-	is_string(input.recipient.agreement.id)
-	is_string(input.recipient.agreement.version)
-	is_array(input.recipient.agreement.purposes)
-	every p in input.recipient.agreement.purposes {
+	r := input.recipient
+	a := r.agreement
+	[
+		type_name(r.id), type_name(r.kind), type_name(r.active), type_name(r.region),
+		type_name(r.security_review_expires), type_name(r.dpa_expires), type_name(a.id),
+		type_name(a.version), type_name(a.purposes), type_name(a.categories),
+		type_name(a.expires), type_name(a.binds_policy),
+	] == [
+		"string", "string", "boolean", "string", "string", "string", "string", "string",
+		"array", "array", "string", "boolean",
+	]
+	every p in a.purposes {
 		is_string(p)
 	}
-	is_array(input.recipient.agreement.categories)
-	every c in input.recipient.agreement.categories {
+	every c in a.categories {
 		is_string(c)
 	}
-	is_string(input.recipient.agreement.expires)
-	is_boolean(input.recipient.agreement.binds_policy)
 }
 
 _malformed_reasons contains _reason("R1.malformed_input", m) if some m in _malformed
