@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Protocol
 
@@ -118,6 +118,45 @@ GENERALIZERS: Mapping[str, tuple[Callable[[str, date], str | None], str]] = {
 _KEEP, _DROP, _PSEUDONYMIZE, _GENERALIZE = range(4)
 
 
+#: Field-name sequences compiled per plan (records of one share mostly have one); past
+#: this, further sequences are compiled per record and not kept (an order with endless
+#: field subsets cannot grow a plan).
+MAX_LAYOUTS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class RecordLayout:
+    """A plan's steps for records with one sequence of field names, and the categories that
+    sequence discloses and removes whatever the values are.
+
+    ``ops`` holds, in field order, ``(op, name, arg, out)`` for each field that is not
+    dropped: keep; pseudonymize (``arg``: the key's HMAC state); generalize (``arg``: the
+    function, ``out``: output field and category, disclosed only when it gives a value).
+    """
+
+    ops: tuple[tuple[int, str, Any, Any], ...]
+    disclosed: frozenset[str]
+    removed: frozenset[str]
+
+    def apply(
+        self, fields: Mapping[str, str], *, today: date, disclosed: set[str]
+    ) -> dict[str, str]:
+        """The record's disclosed fields; adds to ``disclosed`` the output category of each
+        generalization that gave a value (``self.disclosed`` holds the rest)."""
+        out: dict[str, str] = {}
+        for op, name, arg, o in self.ops:
+            if op == _KEEP:
+                out[name] = fields[name]
+            elif op == _PSEUDONYMIZE:
+                out[name] = _mac(arg, fields[name])
+            else:
+                general = arg(fields[name], today)
+                if general is not None:  # a value the generalizer cannot handle is removed
+                    out[o[0]] = general
+                    disclosed.add(o[1])
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class EnforcementPlan:
     """What enforcement does to each field of a record type under one set of obligations
@@ -125,9 +164,47 @@ class EnforcementPlan:
 
     ``steps`` maps a field name to ``(op, category, …)``: keep, drop, pseudonymize (with the
     key's HMAC states) or generalize (function, output field, output category).
+    ``layouts`` keeps the ``RecordLayout`` of each field-name sequence seen (``layout``).
     """
 
     steps: Mapping[str, tuple[Any, ...]]
+    layouts: dict[tuple[str, ...], RecordLayout] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def layout(self, names: tuple[str, ...]) -> RecordLayout:
+        """The layout for records whose fields are ``names``, in that order.
+
+        Raises:
+            KeyError: a field name the schema does not have.
+        """
+        found = self.layouts.get(names)
+        if found is None:
+            found = _layout(self.steps, names)
+            if len(self.layouts) < MAX_LAYOUTS:
+                self.layouts[names] = found
+        return found
+
+
+def _layout(steps: Mapping[str, tuple[Any, ...]], names: tuple[str, ...]) -> RecordLayout:
+    ops: list[tuple[int, str, Any, Any]] = []
+    disclosed: set[str] = set()
+    removed: set[str] = set()
+    for name in names:
+        step = steps[name]
+        op = step[0]
+        if op == _KEEP:
+            ops.append((_KEEP, name, None, None))
+            disclosed.add(step[1])
+        elif op == _PSEUDONYMIZE:
+            ops.append((_PSEUDONYMIZE, name, step[2], None))
+            disclosed.add(step[1])
+        elif op == _DROP:
+            removed.add(step[1])
+        else:
+            removed.add(step[1])
+            ops.append((_GENERALIZE, name, step[2], (step[3], step[4])))
+    return RecordLayout(ops=tuple(ops), disclosed=frozenset(disclosed), removed=frozenset(removed))
 
 
 def plan(schema: Mapping[str, str], obligations: ObligationSet, *, key: bytes) -> EnforcementPlan:
@@ -176,28 +253,10 @@ def apply_plan(p: EnforcementPlan, fields: Mapping[str, str], *, today: date) ->
     Raises:
         KeyError: a field name the schema does not have.
     """
-    steps = p.steps
-    out: dict[str, str] = {}
-    disclosed: set[str] = set()
-    removed: set[str] = set()
-    for name, value in fields.items():
-        step = steps[name]
-        op = step[0]
-        if op == _KEEP:
-            out[name] = value
-            disclosed.add(step[1])
-        elif op == _PSEUDONYMIZE:
-            out[name] = _mac(step[2], value)
-            disclosed.add(step[1])
-        elif op == _DROP:
-            removed.add(step[1])
-        else:
-            removed.add(step[1])
-            general = step[2](value, today)
-            if general is not None:  # a value the generalizer cannot handle is removed
-                out[step[3]] = general
-                disclosed.add(step[4])
-    return Transformed(fields=out, disclosed=frozenset(disclosed), removed=frozenset(removed))
+    layout = p.layout(tuple(fields))
+    disclosed = set(layout.disclosed)
+    out = layout.apply(fields, today=today, disclosed=disclosed)
+    return Transformed(fields=out, disclosed=frozenset(disclosed), removed=layout.removed)
 
 
 def transform_record(

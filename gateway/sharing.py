@@ -22,8 +22,8 @@ from typing import Any, Literal, Protocol
 from gateway import metrics
 from gateway.enforcement import (
     EnforcementPlan,
+    RecordLayout,
     age_in_years,
-    apply_plan,
     payload_digest,
     plan,
     quasi_digest,
@@ -263,6 +263,9 @@ class Sharing:
                 reason="request.unknown_record_type",
             )
         categories: set[str] = set()
+        # Field-name sequence -> the categories of those fields, checked against the schema
+        # once per sequence (a share's records mostly have one), not per field of each record.
+        layouts: dict[tuple[str, ...], tuple[str, ...]] = {}
         # R19: identifiers found per subject as (field, category, kind); never the value.
         found: dict[str, set[tuple[str, str, str]]] = {}
         for i, record in enumerate(order.records):
@@ -270,15 +273,14 @@ class Sharing:
                 raise InvalidRequestError(
                     f"record {i} has no subject_id", reason="request.subject_id_missing"
                 )
-            for name, value in record.fields.items():
-                category = schema.get(name)
-                if category is None:
-                    raise InvalidRequestError(
-                        f"record {i}: field {name[:64]!r} is not in schema {order.record_type!r}",
-                        reason="request.unknown_field",
-                    )
-                categories.add(category)
-                kinds = find_identifiers(value)
+            fields = record.fields
+            names = tuple(fields)
+            cats = layouts.get(names)
+            if cats is None:
+                cats = layouts[names] = _field_categories(names, schema, i, order.record_type)
+                categories.update(cats)
+            for name, category in zip(names, cats, strict=True):
+                kinds = find_identifiers(fields[name])
                 if kinds:
                     found.setdefault(record.subject_id, set()).update(
                         (name, category, str(kind)) for kind in kinds
@@ -323,28 +325,37 @@ class Sharing:
         # R16: de-identified records name no subject (nothing links batches).
         linkable = decision.subject_ref == "per_recipient"
         records: list[DisclosedRecord] = []
-        disclosed: set[str] = set()
-        removed: set[str] = set()
         # One plan per distinct obligations object of this decision (usually one), each
-        # compiled once per (schema, obligations, key) across shares.
+        # compiled once per (schema, obligations, key) across shares; per plan, one layout
+        # per field-name sequence (usually one), whose categories count once, not per record.
+        default = plan(prepared.schema, decision.obligations, key=key)
+        per_subject = decision.subject_obligations
+        refs = prepared.refs
         plans: dict[int, EnforcementPlan] = {}
+        layouts: dict[int, RecordLayout] = {}
+        generalized: set[str] = set()
         for record in prepared.order.records:
-            if record.subject_id in excluded:
+            sid = record.subject_id
+            if sid in excluded:
                 continue
-            obligations = decision.obligations_for(prepared.refs[record.subject_id])
-            p = plans.get(id(obligations))
-            if p is None:
-                p = plans[id(obligations)] = plan(prepared.schema, obligations, key=key)
-            t = apply_plan(p, record.fields, today=today)
-            disclosed |= t.disclosed
-            removed |= t.removed
+            if per_subject and (obligations := per_subject.get(refs[sid])) is not None:
+                p = plans.get(id(obligations))
+                if p is None:
+                    p = plans[id(obligations)] = plan(prepared.schema, obligations, key=key)
+            else:
+                p = default
+            fields = record.fields
+            layout = p.layout(tuple(fields))
+            layouts[id(layout)] = layout
             records.append(
                 DisclosedRecord(
-                    subject_id=record.subject_id,
-                    subject_ref=subject_ref(key, record.subject_id) if linkable else "",
-                    fields=t.fields,
+                    subject_id=sid,
+                    subject_ref=subject_ref(key, sid) if linkable else "",
+                    fields=layout.apply(fields, today=today, disclosed=generalized),
                 )
             )
+        disclosed = generalized.union(*(lay.disclosed for lay in layouts.values()))
+        removed = set().union(*(lay.removed for lay in layouts.values()))
         return Outcome(
             decision=decision,
             excluded=excluded,
@@ -457,6 +468,26 @@ def build_policy_input(
         },
         "subjects": subjects,
     }
+
+
+def _field_categories(
+    names: tuple[str, ...], schema: Mapping[str, str], i: int, record_type: str
+) -> tuple[str, ...]:
+    """The category of each field named, for record ``i``.
+
+    Raises:
+        InvalidRequestError: a field name the schema does not have.
+    """
+    out = []
+    for name in names:
+        category = schema.get(name)
+        if category is None:
+            raise InvalidRequestError(
+                f"record {i}: field {name[:64]!r} is not in schema {record_type!r}",
+                reason="request.unknown_field",
+            )
+        out.append(category)
+    return tuple(out)
 
 
 def _excluded_by_subject(

@@ -245,8 +245,9 @@ class Snapshot:
         recipients: dict[str, Any] | None = None,
         subjects: dict[str, Any] | None = None,
     ) -> None:
-        """Store rows read after ``version`` was read (dropped if the version moved on);
-        subjects only from a share naming at most a quarter of ``max_subjects``."""
+        """Store rows read after ``version`` was read (dropped if the version moved on).
+        Subjects of a share naming at most a quarter of ``max_subjects`` are stored least
+        recently used; those of a larger (bulk) share only into free room, evicting nobody."""
         with self._lock:
             if version != self._version:
                 return
@@ -255,13 +256,24 @@ class Snapshot:
                     if len(cache) + len(rows) > self._max_entries:
                         cache.clear()
                     cache.update(rows)
-            # A bulk share (more than a quarter of the bound) passes by: its subjects would
-            # push out everyone else's.
-            if subjects and len(subjects) <= self._max_subjects // 4:
-                cache_s = self._subjects
+            if not subjects:
+                return
+            cache_s = self._subjects
+            if len(subjects) <= self._max_subjects // 4:
                 cache_s.update(subjects)
                 while len(cache_s) > self._max_subjects:
                     cache_s.popitem(last=False)
+                return
+            # A bulk share (more than a quarter of the bound) takes only free room: its
+            # subjects must not push out everyone else's. A repeated bulk share of the same
+            # subjects (a daily audience) then reads them from here, still at this version.
+            room = self._max_subjects - len(cache_s)
+            for sid, facts in subjects.items():
+                if room <= 0:
+                    break
+                if sid not in cache_s:
+                    cache_s[sid] = facts
+                    room -= 1
 
     def __len__(self) -> int:
         """Rows held (subjects, schemas and recipients)."""
