@@ -63,14 +63,22 @@ _NOT_DIGIT = re.compile(r"[^0-9Xx]")
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
 #: Four digits: the fewest any numeric identifier has (an IPv4 address "1.2.3.4").
 _FOUR_DIGITS = re.compile(r"\d\D*\d\D*\d\D*\d")
+#: Seven digits: the fewest a numeric identifier without a dot has (``_NUMERIC``'s digit
+#: run: one digit and six more), so an id such as "acct-000123" needs no memo look-up.
+_SEVEN_DIGITS = re.compile(r"\d\D*\d\D*\d\D*\d\D*\d\D*\d\D*\d")
 
 
 def find_identifiers(value: str) -> frozenset[InfoType]:
     """The kinds of identifier ``value`` contains (empty for ordinary text). Total: never
     raises on any string."""
     # Prefilter with C-level checks: most values have no "@", no ":" and too few digits to
-    # be any identifier, and are done here without a regex scan.
-    if "@" not in value and ":" not in value and not _FOUR_DIGITS.search(value):
+    # be any identifier, and are done here without a regex scan. Without those, only an
+    # IPv4 address (four digits, dots) or a digit run (seven digits at least) can be found.
+    if (
+        "@" not in value
+        and ":" not in value
+        and not (_FOUR_DIGITS if "." in value else _SEVEN_DIGITS).search(value)
+    ):
         return _NOTHING
     # The rest (1-25 µs each: regex scans, check digits, libphonenumber) recur across shares
     # (birth dates, account and device ids, a repeat customer's phone): their findings are

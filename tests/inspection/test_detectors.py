@@ -141,6 +141,31 @@ def test_the_memo_answers_what_a_fresh_scan_finds(value: str) -> None:
     assert find_identifiers(value) == detectors._scan(value)
 
 
+@given(
+    st.text(max_size=40)
+    | st.from_regex(r"[a-z]{0,4}[-+ .]?[0-9 .()-]{4,16}", fullmatch=True)
+    | st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", fullmatch=True)
+)
+def test_a_value_the_prefilter_dismisses_holds_nothing_a_scan_finds(value: str) -> None:
+    """A value dismissed without a scan (no "@", no ":", fewer than seven digits, or fewer
+    than four with a dot) is one in which a full scan finds nothing either."""
+    if "@" not in value and ":" not in value:
+        digits = sum(c.isdigit() for c in value)
+        if digits < 4 or (digits < 7 and "." not in value):
+            assert detectors._scan(value) == frozenset()
+            assert find_identifiers(value) == frozenset()
+
+
+def test_short_ids_are_dismissed_without_a_memo_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An account id with six digits and no dot is dismissed by the prefilter: nothing is
+    hashed or kept for it; a seven-digit one is inspected (and kept by its digest)."""
+    monkeypatch.setattr(detectors, "_MEMO", {})
+    assert find_identifiers("acct-000123") == frozenset()
+    assert detectors._MEMO == {}
+    assert find_identifiers("acct-0001234") == frozenset()
+    assert len(detectors._MEMO) == 1
+
+
 def test_the_memo_keeps_no_value_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """The memo holds 16-byte keyed digests, never value text, and at most ``MEMO_SIZE``
     of them whatever the number of distinct values."""
