@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -410,7 +410,7 @@ def build_policy_input(
         _subject_input(
             ref,
             facts.get(sid),
-            order_ids.get(sid, {}),
+            order_ids.get(sid, ()),
             all_in_orders=sid not in outside_orders,
             today=today,
             consent_scope=consent_scope,
@@ -420,14 +420,15 @@ def build_policy_input(
     if order.legal_request_id:
         # R10: the grant and the scope as booleans; no subject id reaches the policy.
         caller["legal_grant"] = legal is not None and legal.caller_granted
-    for sid, subject in zip(refs, subjects, strict=True):
-        if order.legal_request_id:
-            subject["in_legal_scope"] = legal is not None and sid in legal.in_scope
-        found = identifiers.get(sid)
-        if found:
-            subject["identifiers"] = [
-                {"field": f, "category": c, "kind": k} for f, c, k in sorted(found)
-            ]
+    if order.legal_request_id or identifiers:
+        for sid, subject in zip(refs, subjects, strict=True):
+            if order.legal_request_id:
+                subject["in_legal_scope"] = legal is not None and sid in legal.in_scope
+            found = identifiers.get(sid)
+            if found:
+                subject["identifiers"] = [
+                    {"field": f, "category": c, "kind": k} for f, c, k in sorted(found)
+                ]
     return {
         "contract": CONTRACT_VERSION,
         "today": today.isoformat(),
@@ -509,27 +510,34 @@ def _order_ids(order: ShareOrder) -> tuple[dict[str, dict[str, None]], set[str]]
     return ids, outside
 
 
+#: The facts of a subject the registry does not know (none).
+_UNREGISTERED = SubjectFacts(subject_id="")
+
+
 def _subject_input(
     ref: str,
     facts: SubjectFacts | None,
-    order_ids: Iterable[str],
+    order_ids: Collection[str],
     *,
     all_in_orders: bool,
     today: date,
     consent_scope: tuple[str, str],
 ) -> dict[str, Any]:
     registered = facts is not None
-    facts = facts or SubjectFacts(subject_id="")
-    known = {o.order_id: o for o in facts.orders}
-    orders = [
-        {
-            "id": oid,
-            "merchant": known[oid].merchant_id if oid in known else "",
-            "fulfilment": list(known[oid].fulfilment_ids) if oid in known else [],
-            "cross_border": known[oid].cross_border if oid in known else False,
-        }
-        for oid in order_ids
-    ]
+    if facts is None:
+        facts = _UNREGISTERED
+    orders: list[dict[str, Any]] = []
+    if order_ids:
+        known = {o.order_id: o for o in facts.orders}
+        orders = [
+            {
+                "id": oid,
+                "merchant": known[oid].merchant_id if oid in known else "",
+                "fulfilment": list(known[oid].fulfilment_ids) if oid in known else [],
+                "cross_border": known[oid].cross_border if oid in known else False,
+            }
+            for oid in order_ids
+        ]
     return {
         "ref": ref,
         "registered": registered,

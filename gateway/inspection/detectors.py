@@ -63,6 +63,8 @@ _NOT_DIGIT = re.compile(r"[^0-9Xx]")
 _CN_MOBILE = re.compile(r"1[3-9]\d{9}")
 #: Four digits: the fewest any numeric identifier has (an IPv4 address "1.2.3.4").
 _FOUR_DIGITS = re.compile(r"\d\D*\d\D*\d\D*\d")
+#: A bare ISO date, ASCII digits only ("1990-04-12").
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: Seven digits: the fewest a numeric identifier without a dot has (``_NUMERIC``'s digit
 #: run: one digit and six more), so an id such as "acct-000123" needs no memo look-up.
 _SEVEN_DIGITS = re.compile(r"\d\D*\d\D*\d\D*\d\D*\d\D*\d\D*\d")
@@ -79,6 +81,10 @@ def find_identifiers(value: str) -> frozenset[InfoType]:
         and ":" not in value
         and not (_FOUR_DIGITS if "." in value else _SEVEN_DIGITS).search(value)
     ):
+        return _NOTHING
+    if _ISO_DATE.fullmatch(value):
+        # A bare date (a birth date field): no digit run can start inside it (``_NUMERIC``
+        # skips a run starting with an ISO date, and the month and day alone are too short).
         return _NOTHING
     # The rest (1-25 µs each: regex scans, check digits, libphonenumber) recur across shares
     # (birth dates, account and device ids, a repeat customer's phone): their findings are

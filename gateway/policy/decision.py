@@ -157,6 +157,16 @@ def _list(v: object, what: str) -> list[Any]:
     return v
 
 
+def _str_list(v: object, what: str) -> list[str]:
+    """``v`` as an array of strings (one check per element; bulk decisions have one such
+    array per subject)."""
+    items = _list(v, what)
+    for item in items:
+        if not isinstance(item, str):
+            raise _fail(f"{what}[] is not a string")
+    return items
+
+
 def _obj(v: object, what: str) -> Mapping[str, Any]:
     if not isinstance(v, dict):
         raise _fail(f"{what} is not an object")
@@ -241,9 +251,7 @@ def parse_decision(raw: object, *, revision: str, decision_id: str = "") -> Poli
         # R1: a decision that both allows and refuses is contradictory; fail closed.
         raise _fail("allow is true but reasons are present")
     consents = {
-        _str(ref, "consents key"): tuple(
-            sorted({_str(i, f"consents[{ref}][]") for i in _list(ids, f"consents[{ref}]")})
-        )
+        _str(ref, "consents key"): tuple(sorted(set(_str_list(ids, f"consents[{ref}]"))))
         for ref, ids in _obj(doc.get("consents"), "consents").items()
     }
     subject_ref = doc.get("subject_ref")

@@ -156,6 +156,14 @@ def test_a_value_the_prefilter_dismisses_holds_nothing_a_scan_finds(value: str) 
             assert find_identifiers(value) == frozenset()
 
 
+@given(st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True))
+def test_a_bare_date_holds_nothing_a_scan_finds(value: str) -> None:
+    """A bare ISO date (valid or not), dismissed without a memo look-up, is one in which a
+    full scan finds nothing either."""
+    assert detectors._scan(value) == frozenset()
+    assert find_identifiers(value) == frozenset()
+
+
 def test_short_ids_are_dismissed_without_a_memo_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """An account id with six digits and no dot is dismissed by the prefilter: nothing is
     hashed or kept for it; a seven-digit one is inspected (and kept by its digest)."""
