@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from gateway.errors import UnavailableError
@@ -206,7 +206,7 @@ class Snapshot:
         self._subjects: OrderedDict[str, Any] = OrderedDict()
 
     def lookup(
-        self, version: int, record_type: str, partner_id: str, ids: Iterable[str]
+        self, version: int, record_type: str, partner_id: str, ids: Collection[str]
     ) -> tuple[Any, Any, dict[str, Any], list[str]]:
         """What the snapshot holds for one share at ``version``: ``(schema, recipient,
         cached subjects, ids not cached)``; ``MISSING`` for a schema or recipient not cached
@@ -215,6 +215,8 @@ class Snapshot:
 
         Checked and read under one lock: a snapshot at another version (older or newer) is
         emptied first, so a share never sees rows stored under a version it did not read.
+        A bulk share's look-up (more than a quarter of ``max_subjects``) does not make its
+        subjects recently used: it must not push everyone else's towards eviction.
         """
         with self._lock:
             if version != self._version:
@@ -228,12 +230,14 @@ class Snapshot:
             missing: list[str] = []
             if schema is not None:
                 cache = self._subjects
+                refresh = len(ids) <= self._max_subjects // 4
                 for sid in ids:
                     facts = cache.get(sid, _MISSING)
                     if facts is _MISSING:
                         missing.append(sid)
                     else:
-                        cache.move_to_end(sid)
+                        if refresh:
+                            cache.move_to_end(sid)
                         found[sid] = facts
         return schema, recipient, found, missing
 
@@ -264,15 +268,17 @@ class Snapshot:
                 while len(cache_s) > self._max_subjects:
                     cache_s.popitem(last=False)
                 return
-            # A bulk share (more than a quarter of the bound) takes only free room: its
-            # subjects must not push out everyone else's. A repeated bulk share of the same
-            # subjects (a daily audience) then reads them from here, still at this version.
+            # A bulk share (more than a quarter of the bound) takes only free room, at the
+            # least recently used end: its subjects must not push out everyone else's, now
+            # or when the next shares need room. A repeated bulk share of the same subjects
+            # (a daily audience) then reads them from here, still at this version.
             room = self._max_subjects - len(cache_s)
             for sid, facts in subjects.items():
                 if room <= 0:
                     break
                 if sid not in cache_s:
                     cache_s[sid] = facts
+                    cache_s.move_to_end(sid, last=False)
                     room -= 1
 
     def __len__(self) -> int:

@@ -261,6 +261,23 @@ def test_a_bulk_share_does_not_push_everyone_else_out() -> None:
     assert len(snap) == 100
 
 
+def test_bulk_subjects_are_the_first_to_go_when_other_shares_need_room() -> None:
+    """Bulk subjects kept in free room sit at the least recently used end, and a bulk
+    share's look-up does not refresh them: the next shares that need room evict them, not
+    the subjects cached before."""
+    snap = Snapshot(max_subjects=100)
+    snap.lookup(1, "customer_profile", "", [])
+    snap.put(1, subjects={f"u{i}": i for i in range(50)})
+    bulk = [f"bulk{i}" for i in range(50)]
+    snap.put(1, subjects=dict.fromkeys(bulk, 0))
+    assert set(snap.lookup(1, "customer_profile", "", bulk)[2]) == set(bulk)  # bulk hit
+    snap.put(1, subjects={f"new{i}": i for i in range(20)})  # needs 20 places
+    ids = [f"u{i}" for i in range(50)] + bulk
+    _, _, cached, unread = snap.lookup(1, "customer_profile", "", ids)
+    assert {f"u{i}" for i in range(50)} <= set(cached)
+    assert len(unread) == 20 and set(unread) <= set(bulk)
+
+
 def test_a_repeated_bulk_share_honours_a_withdrawal_made_in_between(
     sqlite_url: str, tmp_path: Path, engine: EmbeddedEngine
 ) -> None:
