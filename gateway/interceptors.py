@@ -211,9 +211,17 @@ def map_errors_stream(
 
 
 @contextmanager
-def _call_scope(method: str, request_id: str, status: _CallStatus) -> Iterator[None]:
+def _call_scope(
+    method: str, request_id: str, status: _CallStatus, *, on_loop: bool
+) -> Iterator[None]:
     """Bind the request id (``current_request_id``, every log line), then write the access
-    log line and count the call (``gateway.metrics``) with the status it ended with."""
+    log line and count the call (``gateway.metrics``) with the status it ended with.
+
+    ``on_loop`` (a behaviour on the event loop): the line and the count are written in the
+    loop's next turn (``call_soon``), after grpc has taken the answer to send it, so the
+    answer does not wait for them (issue 16). Their duration still ends where the behaviour
+    ended; the code is the one the call ended with.
+    """
     token = _request_id.set(request_id)
     start = time.perf_counter()
     with structlog.contextvars.bound_contextvars(request_id=request_id, rpc=method):
@@ -221,50 +229,64 @@ def _call_scope(method: str, request_id: str, status: _CallStatus) -> Iterator[N
             yield
         finally:
             seconds = time.perf_counter() - start
-            _log.info("rpc.end", code=status.code.name, ms=round(seconds * 1000, 3))
-            metrics.observe_rpc(method, status.code.name, seconds)
             _request_id.reset(token)
+            if on_loop:
+                asyncio.get_running_loop().call_soon(
+                    _end_of_call, method, request_id, status.code.name, seconds
+                )
+            else:
+                _end_of_call(method, request_id, status.code.name, seconds)
+
+
+def _end_of_call(method: str, request_id: str, code: str, seconds: float) -> None:
+    """The access log line and the RPC metrics of one call (ids passed in: on the loop's next
+    turn the call's context is no longer bound)."""
+    _log.info("rpc.end", request_id=request_id, rpc=method, code=code, ms=round(seconds * 1000, 3))
+    metrics.observe_rpc(method, code, seconds)
 
 
 def _with_call_context(
-    behavior: Callable[[Any, Any], Any], method: str, request_id: str
+    behavior: Callable[[Any, Any], Any], method: str
 ) -> Callable[[Any, Any], Any]:
     """Error mapping inside request id binding and the access log, for the kinds of
     behaviour the gateway has: a plain function (unary response, run in the thread pool), a
     coroutine (unary response, or a reader/writer stream such as ``Health.Watch``, on the
-    loop) and an async generator (response stream, on the loop).
+    loop) and an async generator (response stream, on the loop). Built once per method: the
+    request id and the status are each call's own (``_call_of``).
 
     Raises:
         TypeError: a plain generator: grpc.aio would run it in one pool thread for the
             stream's whole life, and that thread is lost when the caller goes away (ADR 0007).
     """
-    status = _CallStatus()
-
     if inspect.isasyncgenfunction(behavior):
-        mapped_stream = map_errors_stream(behavior, status)
 
         async def stream_wrapper(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-            with _call_scope(method, request_id, status):
-                await mapped_stream(req, context)
+            request_id, status = _call_of(context)
+            with _call_scope(method, request_id, status, on_loop=True):
+                await map_errors_stream(behavior, status)(req, context)
 
         return stream_wrapper
 
     if inspect.iscoroutinefunction(behavior):
-        mapped_async = map_errors_async(behavior, status)
 
         async def async_wrapper(req: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with _call_scope(method, request_id, status):
-                return await mapped_async(req, context)
+            request_id, status = _call_of(context)
+            with _call_scope(method, request_id, status, on_loop=True):
+                return await map_errors_async(behavior, status)(req, context)
 
         return async_wrapper
 
-    mapped = map_errors_unary(behavior, status)
-
     def unary_wrapper(req: Any, context: grpc.ServicerContext) -> Any:
-        with _call_scope(method, request_id, status):
-            return mapped(req, context)
+        request_id, status = _call_of(context)
+        with _call_scope(method, request_id, status, on_loop=False):
+            return map_errors_unary(behavior, status)(req, context)
 
     return unary_wrapper
+
+
+def _call_of(context: Any) -> tuple[str, _CallStatus]:
+    """One call's request id (from its metadata) and its status, not yet ended."""
+    return request_id_from(dict(context.invocation_metadata() or ())), _CallStatus()
 
 
 def wrap_handler(
@@ -299,12 +321,49 @@ def is_async(behavior: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)
 
 
+class WrappedHandlers:
+    """Handlers wrapped once per method, not on every call (issue 16: wrapping allocated a
+    handler and its closures per call).
+
+    A method's wrapped handler is kept while grpc hands out the same handler for it; another
+    handler (an interceptor further in that wraps per call, such as tracing's) is wrapped
+    afresh and replaces it. One entry per served method: bounded.
+
+    Args:
+        wrap: ``wrap(method, handler)``: the wrapped handler; it must read everything
+            call-specific (metadata, peer) from the call's context, never capture it.
+    """
+
+    def __init__(
+        self,
+        wrap: Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]],
+    ) -> None:
+        self._wrap = wrap
+        self._by_method: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
+
+    def get(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` of ``method``, wrapped (once while grpc keeps handing out this one)."""
+        cached = self._by_method.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._by_method[method] = (handler, self._wrap(method, handler))
+        return cached[1]
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Outermost interceptor: request id + access log + error → status mapping.
 
     Works for every kind of behaviour the gateway has: coroutines and async generators (on
     the event loop) and plain unary functions (in the thread pool).
     """
+
+    def __init__(self) -> None:
+        self._handlers = WrappedHandlers(
+            lambda method, handler: wrap_handler(handler, lambda b: _with_call_context(b, method))
+        )
 
     async def intercept_service(
         self,
@@ -316,10 +375,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        request_id = request_id_from(metadata)
-        return wrap_handler(handler, lambda b: _with_call_context(b, method, request_id))
+        return self._handlers.get(handler_call_details.method, handler)
 
 
 class ErrorMappedServicer:

@@ -31,6 +31,9 @@ def configure_logging(
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        # One write(2) per line (``print`` made two: the line, then its newline), so lines of
+        # several threads or worker processes sharing the stream never interleave, and each
+        # line costs one system call.
+        logger_factory=structlog.WriteLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -38,7 +38,7 @@ from gateway.errors import (
     PermissionDeniedError,
     UnauthenticatedError,
 )
-from gateway.interceptors import is_async
+from gateway.interceptors import WrappedHandlers, is_async
 from gateway.security.authn import Authenticator
 from gateway.security.authz import AuthorizationTable
 from gateway.security.identity import Principal, bind_principal, principal_context
@@ -73,6 +73,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self._table = table or AuthorizationTable()
         self._on_refused = on_refused
         self._executor = executor
+        self._handlers = WrappedHandlers(
+            lambda method, handler: _wrap(
+                handler, lambda context: self._admit(method, context), executor
+            )
+        )
 
     async def intercept_service(
         self,
@@ -81,16 +86,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        method: str = handler_call_details.method
-        metadata = tuple(handler_call_details.invocation_metadata or ())
         handler = await continuation(handler_call_details)
         if handler is None:
             # Not served here: grpc answers UNIMPLEMENTED (what grpcurl's reflection fallback
             # expects). Nothing is recorded: no service was reached, no data is behind it.
             return None
-        return _wrap(
-            handler, lambda context: self._admit(method, metadata, context), self._executor
-        )
+        return self._handlers.get(handler_call_details.method, handler)
 
     def _check(
         self, method: str, metadata: Any, context: Any
@@ -116,9 +117,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         except GatewayError as error:
             return principal, error
 
-    async def _admit(self, method: str, metadata: Any, context: Any) -> Principal | None:
+    async def _admit(self, method: str, context: Any) -> Principal | None:
         """Return the principal to bind (``None`` for a public method), or record the refusal
         (a ledger append, in the executor) and raise it."""
+        metadata = tuple(context.invocation_metadata() or ())
         principal, error = self._check(method, metadata, context)
         if error is not None:
             await asyncio.get_running_loop().run_in_executor(
