@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,18 @@ from gateway.server import BoundServer, Gateway, create_server, with_dev_pki
 from gateway.settings import Settings
 
 _T = TypeVar("_T")
+
+
+def serving(
+    handler: grpc.RpcMethodHandler[Any, Any],
+) -> Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]:
+    """A grpc.aio interceptor continuation that serves ``handler`` (to drive an interceptor's
+    ``intercept_service`` without a server)."""
+
+    async def continuation(_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
+        return handler
+
+    return continuation
 
 
 class LoopThread:

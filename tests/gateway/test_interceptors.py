@@ -5,7 +5,6 @@ grpc, not on its path."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -14,6 +13,7 @@ from structlog.testing import capture_logs
 
 from gateway.errors import InvalidRequestError
 from gateway.interceptors import REQUEST_ID_FORMAT, CallInterceptor
+from gateway.testing import serving
 
 METHOD = "/partner_gateway.v1.ShareService/Share"
 
@@ -43,15 +43,6 @@ class Details(grpc.HandlerCallDetails):
     def __init__(self, method: str, metadata: dict[str, str]) -> None:
         self.method = method
         self.invocation_metadata = tuple(metadata.items())
-
-
-def serving(
-    handler: grpc.RpcMethodHandler[Any, Any],
-) -> Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]:
-    async def continuation(_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
-        return handler
-
-    return continuation
 
 
 async def answer(request: bytes, context: Any) -> bytes:

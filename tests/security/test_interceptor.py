@@ -4,7 +4,6 @@ authenticated from its own credentials, never from another call's."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -12,6 +11,7 @@ import grpc
 from gateway.security.authn import Authenticator
 from gateway.security.identity import Principal, Role, current_principal
 from gateway.security.interceptor import AuthInterceptor
+from gateway.testing import serving
 
 METHOD = "/partner_gateway.v1.ShareService/Share"
 TOKENS = {
@@ -41,15 +41,6 @@ class Details(grpc.HandlerCallDetails):
     def __init__(self) -> None:
         self.method = METHOD
         self.invocation_metadata = ()
-
-
-def serving(
-    handler: grpc.RpcMethodHandler[Any, Any],
-) -> Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]:
-    async def continuation(_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any]:
-        return handler
-
-    return continuation
 
 
 async def who(request: bytes, context: Any) -> str:
