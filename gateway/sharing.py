@@ -249,9 +249,7 @@ class Sharing:
             raise InvalidRequestError(
                 "at least one record is required", reason="request.no_records"
             )
-        refs: dict[str, str] = {}
-        for record in order.records:
-            refs.setdefault(record.subject_id, str(len(refs)))
+        refs = batch_refs(order.records)
         # Schema, recipient and subject facts as of the registry version read first (ADR 0025:
         # a consent withdrawal applies to the next share). Validation order is unchanged.
         schema, recipient, facts = self._registry.share_facts(
@@ -367,6 +365,15 @@ class Sharing:
             else b"",
             key_id=key_id,
         )
+
+
+def batch_refs(records: Iterable[RecordIn]) -> dict[str, str]:
+    """Subject id -> its batch-local ref ("0", "1", ... in order of first appearance): what
+    the policy input names subjects by (never their ids)."""
+    refs: dict[str, str] = {}
+    for record in records:
+        refs.setdefault(record.subject_id, str(len(refs)))
+    return refs
 
 
 def build_policy_input(

@@ -37,7 +37,7 @@ from gateway.registry import (
 from gateway.registry.legal import LegalRequestFacts
 from gateway.registry.models import LegalRequestRecord
 from gateway.security.identity import Principal, Role
-from gateway.sharing import Mode, RecordIn, ShareOrder, build_policy_input
+from gateway.sharing import Mode, RecordIn, ShareOrder, batch_refs, build_policy_input
 
 _PARAMS_DIR = Path(__file__).resolve().parents[2] / "policies_rego" / "params"
 PARAMS: dict[str, Any] = json.loads((_PARAMS_DIR / "data.json").read_text())
@@ -309,7 +309,7 @@ def built_input(rng: random.Random) -> dict[str, Any]:
         for sid in subject_ids
         if rng.random() < 0.05
     }
-    refs = {sid: str(i) for i, sid in enumerate(dict.fromkeys(r.subject_id for r in records))}
+    refs = batch_refs(records)
     return build_policy_input(
         order,
         principal,

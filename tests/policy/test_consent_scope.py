@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from gateway.demo import ad_request
 from gateway.policy.embedded import EmbeddedEngine
 from gateway.registry import (
     Consent,
@@ -28,7 +29,8 @@ from gateway.registry import (
     Withdrawal,
 )
 from gateway.security.identity import Principal, Role
-from gateway.sharing import RecordIn, ShareOrder, build_policy_input
+from gateway.services.share import order_from_request
+from gateway.sharing import batch_refs, build_policy_input
 
 from .conftest import POLICY_DIR
 from .contract_inputs import built_input
@@ -63,7 +65,7 @@ def test_the_input_carries_only_consents_naming_this_recipient_and_purpose() -> 
         dpa_expires="2099-12-31",
     )
     facts = SubjectFacts(
-        subject_id="u1",
+        subject_id="u1001",
         birth_date="1990-01-01",
         consents=(
             _consent("c-this", "adco", "ad_delivery"),
@@ -75,14 +77,7 @@ def test_the_input_carries_only_consents_naming_this_recipient_and_purpose() -> 
             Withdrawal(recipient_id="admetrics", purpose="", categories=(), all_categories=True),
         ),
     )
-    order = ShareOrder(
-        recipient_id="adco",
-        purpose="ad_delivery",
-        action="SHARE",
-        legal_basis="AUTHORIZED_PARTNER",
-        record_type="customer_profile",
-        records=[RecordIn(subject_id="u1", fields={"tags": "x"})],
-    )
+    order = order_from_request(ad_request("adco", "u1001", fields=("tags",)))
     doc = build_policy_input(
         order,
         Principal(id="svc:checkout", role=Role.SERVICE),
@@ -91,8 +86,8 @@ def test_the_input_carries_only_consents_naming_this_recipient_and_purpose() -> 
         schema={"tags": "user.profile.tags"},
         categories=["user.profile.tags"],
         recipient=recipient,
-        refs={"u1": "0"},
-        facts={"u1": facts},
+        refs=batch_refs(order.records),
+        facts={"u1001": facts},
         identifiers={},
         legal=None,
     )
