@@ -3,10 +3,10 @@ findings of values past the prefilter are memoized by a keyed digest: same resul
 value is kept).
 
 Kinds are named after Google Sensitive Data Protection infoTypes. A prefilter of C-level
-checks (``@`` present, ``:`` present, one regex for at least four digits) dismisses most values
-without a regex; the rest get one compiled scan per signal, and each candidate is then
-confirmed by the check that makes it an identifier rather than a number that merely looks
-like one:
+checks (``@`` present, ``:`` present; at least four digits with a dot, seven without;
+not a bare ISO date) dismisses most values without a scan; the rest get one compiled scan
+per signal, and each candidate is then confirmed by the check that makes it an identifier
+rather than a number that merely looks like one:
 
 - ``EMAIL_ADDRESS``: local part, ``@``, a domain with a letter TLD.
 - ``PHONE_NUMBER``: ``phonenumbers`` (libphonenumber) says it is a valid number, and it is
