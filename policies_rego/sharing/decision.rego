@@ -142,12 +142,13 @@ _read_scopes contains "CROSS_BORDER" if _cross_border
 # and covering a category that leaves for s (leaving: _leaving_for(s), computed once per
 # subject by the caller, not once per consent).
 _consent_in_scope(s, c, leaving) if {
-	c.recipient == _recipient_id # the cheapest test first: many consents name another recipient
 	c.scope in _read_scopes
 	_consent_for(s, c, c.scope)
 	_covers_some(c, leaving)
 }
 
+# A consent covers a category it lists, or every category when all_categories is true (an
+# empty list with all_categories false covers nothing): here, some category in leaving.
 _covers_some(c, leaving) if {
 	c.all_categories == true
 	count(leaving) > 0

@@ -75,12 +75,6 @@ _named if {
 	input.request.purpose != ""
 }
 
-# A consent covers a category it lists, or every category when all_categories is true.
-# An empty list with all_categories false covers nothing.
-_covers(c, _) if c.all_categories == true
-
-_covers(c, x) if x in c.categories
-
 # Categories in the set cats that no matching consent of the scope covers: none when one
 # covers every category, else those no matching consent lists (one pass over the consents,
 # not one per category; docs/adr/0001).
